@@ -1,0 +1,64 @@
+"""nmtbucket: bucketing sequence-to-sequence training for PyTorch.
+
+One static-shape module per bucket key, built by a user's ``sym_gen`` and sharing one set of
+parameters; a bucket iterator that hands out batches carrying their key. See the README.
+"""
+
+from nmtbucket.bucketing import (
+    BucketBatchSampler,
+    BucketExecutor,
+    BucketingModule,
+    BucketIterator,
+    BucketKey,
+    BucketScheme,
+    EagerExecutor,
+    ExecutorFactory,
+    IndexBatch,
+    LengthKey,
+    LengthPair,
+    StepFn,
+    SymGen,
+    assign_buckets,
+    build_bucket_scheme,
+    define_batch_sizes,
+    define_buckets,
+    define_diagonal_buckets,
+    define_explicit_buckets,
+    define_grid_buckets,
+)
+from nmtbucket.config import BucketingConfig
+from nmtbucket.data import Batch, SequenceDataset, TokenSequences, collate
+from nmtbucket.errors import BucketConfigError, NmtBucketError, SymGenError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "BucketBatchSampler",
+    "BucketConfigError",
+    "BucketExecutor",
+    "BucketIterator",
+    "BucketKey",
+    "BucketScheme",
+    "BucketingConfig",
+    "BucketingModule",
+    "EagerExecutor",
+    "ExecutorFactory",
+    "IndexBatch",
+    "LengthKey",
+    "LengthPair",
+    "NmtBucketError",
+    "SequenceDataset",
+    "StepFn",
+    "SymGen",
+    "SymGenError",
+    "TokenSequences",
+    "assign_buckets",
+    "build_bucket_scheme",
+    "collate",
+    "define_batch_sizes",
+    "define_buckets",
+    "define_diagonal_buckets",
+    "define_explicit_buckets",
+    "define_grid_buckets",
+]

@@ -1,0 +1,153 @@
+"""BucketingModule: one module per bucket key from a user's ``sym_gen``, all sharing the default
+bucket's parameters, with a forward call that dispatches on ``batch.bucket_key``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import torch
+from torch import nn
+
+from nmtbucket.bucketing.executor import BucketExecutor, EagerExecutor, ExecutorFactory, StepFn
+from nmtbucket.errors import NmtBucketError, SymGenError
+
+SymGen = Callable[[Any], nn.Module]
+"""Builds the module for a bucket key. Every module it returns must hold the very parameter
+tensors of the module it built for the default key (build layers once, wrap them per key)."""
+
+
+class BucketingModule(nn.Module):
+    """A model unrolled once per bucket key, with one set of parameters.
+
+    ``sym_gen(default_bucket_key)`` is built first and owns the parameters; it should be the
+    largest key so that later keys fit in its memory. Other keys are built on first use and
+    cached. ``parameters()`` and ``state_dict()`` hold one copy of each parameter, so one
+    optimizer over ``module.parameters()`` trains every bucket.
+    """
+
+    def __init__(
+        self,
+        sym_gen: SymGen,
+        default_bucket_key: Hashable,
+        executor_factory: ExecutorFactory = EagerExecutor,
+    ) -> None:
+        super().__init__()
+        _require_hashable(default_bucket_key)
+        self.sym_gen = sym_gen
+        self.default_bucket_key = default_bucket_key
+        self.executor_factory = executor_factory
+        self.default_module = self._generate(default_bucket_key)
+        self._bucket_modules: dict[Hashable, nn.Module] = {default_bucket_key: self.default_module}
+        self._executors: dict[Hashable, BucketExecutor] = {}
+        self._current_bucket_key = default_bucket_key
+
+    @property
+    def current_bucket_key(self) -> Hashable:
+        """The key of the last bucket switched to (by a forward call or :meth:`switch_bucket`)."""
+        return self._current_bucket_key
+
+    @property
+    def built_bucket_keys(self) -> tuple[Hashable, ...]:
+        """Every key built so far, in build order; the default key comes first."""
+        return tuple(self._bucket_modules)
+
+    def bucket_module(self, bucket_key: Hashable) -> nn.Module:
+        """The module for ``bucket_key``, built and checked on first use."""
+        _require_hashable(bucket_key)
+        module = self._bucket_modules.get(bucket_key)
+        if module is None:
+            module = self._generate(bucket_key)
+            self._check_shared_parameters(module, bucket_key)
+            module.train(self.training)
+            self._bucket_modules[bucket_key] = module
+        return module
+
+    def switch_bucket(self, bucket_key: Hashable) -> BucketExecutor:
+        """Make ``bucket_key`` current and return its executor (built on first use)."""
+        executor = self._executors.get(bucket_key)
+        if executor is None:
+            executor = self.executor_factory(self.bucket_module(bucket_key), bucket_key)
+            self._executors[bucket_key] = executor
+        self._current_bucket_key = bucket_key
+        return executor
+
+    def forward(self, batch: Any) -> Any:
+        """Run ``batch`` (forward only) through the module of ``batch.bucket_key``."""
+        return self.switch_bucket(_bucket_key_of(batch)).forward(batch)
+
+    def train_step(self, batch: Any, step_fn: StepFn) -> torch.Tensor:
+        """Run a whole training step on ``batch`` in its bucket; returns the detached loss."""
+        return self.switch_bucket(_bucket_key_of(batch)).run_step(batch, step_fn)
+
+    def train(self, mode: bool = True) -> BucketingModule:
+        super().train(mode)
+        for module in self._bucket_modules.values():
+            module.train(mode)
+        return self
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        # .to(), .cuda(), .double()... also reach the key-specific buffers (masks, position
+        # tables) of the other buckets, which are not registered submodules. Executors are
+        # rebuilt on next use since what they captured refers to the old tensors.
+        super()._apply(fn, recurse)
+        for bucket_key, module in self._bucket_modules.items():
+            if module is not self.default_module:
+                module._apply(fn, recurse)
+                self._check_shared_parameters(module, bucket_key)
+        for executor in self._executors.values():
+            executor.release()
+        self._executors.clear()
+        return self
+
+    def _generate(self, bucket_key: Hashable) -> nn.Module:
+        module = self.sym_gen(bucket_key)
+        if not isinstance(module, nn.Module):
+            raise SymGenError(
+                f"sym_gen({bucket_key!r}) returned {type(module).__name__}, not a torch.nn.Module"
+            )
+        return module
+
+    def _check_shared_parameters(self, module: nn.Module, bucket_key: Hashable) -> None:
+        expected = dict(self.default_module.named_parameters())
+        got = dict(module.named_parameters())
+        how_to_fix = (
+            "create the layers once (for the default key) and have sym_gen wrap those same "
+            "layers for every key"
+        )
+        for name, parameter in got.items():
+            if name not in expected:
+                raise SymGenError(
+                    f"sym_gen({bucket_key!r}) made parameter {name!r}, which the default bucket "
+                    f"{self.default_bucket_key!r} does not have; {how_to_fix}"
+                )
+            if parameter is not expected[name]:
+                raise SymGenError(
+                    f"sym_gen({bucket_key!r}) made a new tensor for parameter {name!r} instead "
+                    f"of sharing the default bucket's; {how_to_fix}"
+                )
+        missing = sorted(expected.keys() - got.keys())
+        if missing:
+            raise SymGenError(
+                f"sym_gen({bucket_key!r}) lacks parameters of the default bucket: {missing}; "
+                "every bucket must use all of the shared parameters under the same names"
+            )
+
+
+def _require_hashable(bucket_key: Any) -> None:
+    try:
+        hash(bucket_key)
+    except TypeError:
+        raise NmtBucketError(
+            f"bucket key {bucket_key!r} is not hashable; use a tuple instead of a list"
+        ) from None
+
+
+def _bucket_key_of(batch: Any) -> Hashable:
+    try:
+        return batch.bucket_key
+    except AttributeError:
+        raise NmtBucketError(
+            f"a {type(batch).__name__} has no bucket_key attribute; BucketingModule dispatches "
+            "on batch.bucket_key, so give your batch type one"
+        ) from None

@@ -1,0 +1,90 @@
+"""From a config and the corpus lengths to the concrete keys and batch sizes of a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nmtbucket.bucketing.auto import define_buckets
+from nmtbucket.bucketing.batching import (
+    OVERLONG_POLICIES,
+    define_batch_sizes,
+    define_diagonal_buckets,
+    define_explicit_buckets,
+    define_grid_buckets,
+    limit_lengths,
+)
+from nmtbucket.bucketing.keys import LengthKey, key_lengths, make_length_key
+from nmtbucket.config import BucketingConfig
+from nmtbucket.errors import BucketConfigError
+
+STRATEGIES = ("auto", "grid", "diagonal", "explicit")
+
+
+@dataclass(frozen=True)
+class BucketScheme:
+    """The keys of a run, sorted with the largest (default) last, and rows per batch for each."""
+
+    buckets: tuple[LengthKey, ...]
+    batch_sizes: dict[LengthKey, int]
+
+    @property
+    def default_bucket_key(self) -> LengthKey:
+        return self.buckets[-1]
+
+
+def build_bucket_scheme(lengths: torch.Tensor, config: BucketingConfig) -> BucketScheme:
+    """Choose keys for examples with per-stream ``lengths`` (N, d) as ``config`` says.
+
+    The largest key is the per-stream data maximum, capped by ``config.max_lengths``; examples
+    beyond it follow ``config.overlong`` when they are assigned.
+    """
+    if config.strategy not in STRATEGIES:
+        raise BucketConfigError(
+            f"bucketing.strategy must be one of {STRATEGIES}, got {config.strategy!r}"
+        )
+    if config.overlong not in OVERLONG_POLICIES:
+        raise BucketConfigError(
+            f"bucketing.overlong must be one of {OVERLONG_POLICIES}, got {config.overlong!r}"
+        )
+    if config.strategy == "explicit":
+        buckets = define_explicit_buckets(config.keys)
+    else:
+        max_lengths = _max_lengths(lengths, config.max_lengths)
+        if config.strategy == "grid":
+            buckets = define_grid_buckets(max_lengths, config.width)
+        elif config.strategy == "diagonal":
+            buckets = _diagonal_buckets(lengths, max_lengths, config)
+        else:
+            largest = make_length_key(max_lengths)
+            effective, kept = limit_lengths(lengths, largest, config.overlong)  # type: ignore[arg-type]
+            buckets = define_buckets(effective[kept], config.max_keys)
+    if any(len(key_lengths(k)) != lengths.shape[1] for k in buckets):
+        raise BucketConfigError(
+            f"bucket keys {buckets} need {lengths.shape[1]} lengths each, one per data stream"
+        )
+    sizes = define_batch_sizes(buckets, config.token_budget, config.batch_multiple)
+    return BucketScheme(tuple(buckets), sizes)
+
+
+def _max_lengths(lengths: torch.Tensor, configured: list[int]) -> list[int]:
+    data_max = [int(v) for v in lengths.max(dim=0).values]
+    if not configured:
+        return data_max
+    if len(configured) != len(data_max):
+        raise BucketConfigError(
+            f"bucketing.max_lengths has {len(configured)} values for {len(data_max)} streams"
+        )
+    return [min(c, d) for c, d in zip(configured, data_max, strict=True)]
+
+
+def _diagonal_buckets(
+    lengths: torch.Tensor, max_lengths: list[int], config: BucketingConfig
+) -> list[LengthKey]:
+    if len(max_lengths) == 1:
+        return define_grid_buckets(max_lengths, config.width)
+    ratio = config.length_ratio
+    if ratio is None:  # mean target/source ratio of the corpus, as Sockeye estimates it
+        ratio = float((lengths[:, 1].double() / lengths[:, 0].double()).mean())
+    return define_diagonal_buckets(max_lengths[0], max_lengths[1], config.width, ratio)

@@ -1,0 +1,19 @@
+"""CLI `nmtbucket-train`. Declared now so the console script exists; the command itself is
+built by the next issues and until then says so and exits with status 2."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    print(
+        "nmtbucket-train is not built yet: this release has the bucketing core only "
+        "(see README, 'Status').",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
