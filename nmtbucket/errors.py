@@ -2,7 +2,7 @@
 
 
 class NmtBucketError(Exception):
-    """A user's mistake (bad config, bad data, bad sym_gen); the message says what and how to fix."""
+    """A user's mistake (bad config, data or sym_gen); the message says what and how to fix."""
 
 
 class BucketConfigError(NmtBucketError):

@@ -58,7 +58,9 @@ def multi30k_lengths(root: Path, cache_dir: Path, vocab_size: int) -> torch.Tens
 
 def ptb_lengths(root: Path) -> torch.Tensor:
     """(N, 1) words + 1 (<eos>) of every PTB training sentence."""
-    return torch.tensor([[len(line.split()) + 1] for line in read_lines(root / "ptb" / "train.txt")])
+    return torch.tensor(
+        [[len(line.split()) + 1] for line in read_lines(root / "ptb" / "train.txt")]
+    )
 
 
 def greedy_batches(lengths: torch.Tensor, order: Sequence[int], budget: int) -> list[list[int]]:
@@ -192,14 +194,18 @@ def resolve_data_root(given: str | None) -> Path:
         )
     path = Path(root)
     if not path.is_dir():
-        raise NmtBucketError(f"data root {path} is not a directory (from --data-root/{DATA_ROOT_VARIABLE})")
+        raise NmtBucketError(
+            f"data root {path} is not a directory (from --data-root/{DATA_ROOT_VARIABLE})"
+        )
     return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", help=f"corpus root (default: ${DATA_ROOT_VARIABLE})")
-    parser.add_argument("--corpus", nargs="+", choices=["multi30k", "ptb"], default=["multi30k", "ptb"])
+    parser.add_argument(
+        "--corpus", nargs="+", choices=["multi30k", "ptb"], default=["multi30k", "ptb"]
+    )
     parser.add_argument("--budget", type=int, default=4096, help="padded tokens per batch")
     parser.add_argument("--keys", type=int, nargs="+", default=[16, 32, 64], help="auto key counts")
     parser.add_argument("--vocab-size", type=int, default=8000)

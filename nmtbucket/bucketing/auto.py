@@ -38,7 +38,7 @@ class _Histogram:
         return (self.cells[None, :, :] <= keys[:, None, :]).all(dim=2)
 
     def row_costs(self, chosen: Sequence[int]) -> torch.Tensor:
-        """(len(chosen), C) padded tokens per example of each cell in each chosen key (inf: no fit)."""
+        """(len(chosen), C) padded tokens of one example of each cell in each key (inf: no fit)."""
         index = torch.tensor(list(chosen))
         fits = (self.cells[None, :, :] <= self.candidates[index][:, None, :]).all(dim=2)
         cost = self.candidate_cost[index][:, None].expand_as(fits)
@@ -71,7 +71,8 @@ def define_buckets(
         raise BucketConfigError(f"max_keys must be >= 1, got {max_keys}")
     if lengths.ndim != 2 or lengths.shape[0] == 0 or lengths.shape[1] not in (1, 2):
         raise BucketConfigError(
-            f"need (N, 1) or (N, 2) lengths of at least one example, got shape {tuple(lengths.shape)}"
+            "need (N, 1) or (N, 2) lengths of at least one example, "
+            f"got shape {tuple(lengths.shape)}"
         )
     if int(lengths.min()) < 1:
         raise BucketConfigError("every example needs length >= 1 in every stream")

@@ -86,7 +86,9 @@ def define_explicit_buckets(keys: Iterable[int | Sequence[int]]) -> list[LengthK
     largest = ordered[-1]
     for key in ordered:
         if any(a > b for a, b in zip(key_lengths(key), key_lengths(largest), strict=True)):
-            cover = make_length_key([max(col) for col in zip(*map(key_lengths, ordered))])
+            cover = make_length_key(
+                [max(col) for col in zip(*map(key_lengths, ordered), strict=True)]
+            )
             raise BucketConfigError(
                 f"no explicit bucket covers all others ({key} is not inside {largest}); "
                 f"add the largest key {cover} so that every example has a bucket"
@@ -154,7 +156,9 @@ def limit_lengths(
     offender, naming it as a 1-based line of the corpus.
     """
     if policy not in OVERLONG_POLICIES:
-        raise BucketConfigError(f"overlong policy must be one of {OVERLONG_POLICIES}, got {policy!r}")
+        raise BucketConfigError(
+            f"overlong policy must be one of {OVERLONG_POLICIES}, got {policy!r}"
+        )
     limit = torch.tensor(key_lengths(largest), dtype=lengths.dtype)  # (d,)
     overlong = (lengths > limit).any(dim=1)  # (N,)
     if policy == "truncate":
@@ -202,7 +206,7 @@ def assign_buckets(
 
 
 def count_padded_tokens(assignment: BucketAssignment) -> int:
-    """Padded tokens if every kept example occupied exactly one row of its key (no batch effects)."""
+    """Padded tokens if every kept example took exactly one row of its key (no batch effects)."""
     costs = torch.tensor([tokens_per_row(k) for k in assignment.buckets])
     kept = assignment.bucket_index >= 0
     return int(costs[assignment.bucket_index[kept]].sum())

@@ -155,7 +155,9 @@ class BucketBatchSampler:
         index = self.assignment.bucket_index
         lengths = self.assignment.effective_lengths
         limits = torch.tensor([key_lengths(k) for k in self.buckets])  # (K, d)
-        pools: list[list[int]] = [(index == b).nonzero().flatten().tolist() for b in range(len(limits))]
+        pools: list[list[int]] = [
+            (index == b).nonzero().flatten().tolist() for b in range(len(limits))
+        ]
         batches: list[list[list[int]]] = []
         for bucket, key in enumerate(self.buckets):
             pool = pools[bucket]

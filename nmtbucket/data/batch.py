@@ -85,7 +85,9 @@ def collate(
     """
     limits = key_lengths(bucket_key)
     if len(limits) != len(dataset.streams):
-        raise ValueError(f"key {bucket_key} has {len(limits)} lengths for {len(dataset.streams)} streams")
+        raise ValueError(
+            f"key {bucket_key} has {len(limits)} lengths for {len(dataset.streams)} streams"
+        )
     rows = len(example_ids)
     tensors, lengths = [], []
     for stream, limit in zip(dataset.streams, limits, strict=True):

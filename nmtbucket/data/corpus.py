@@ -27,7 +27,7 @@ def read_lines(path: str | Path) -> list[str]:
             except UnicodeDecodeError as err:
                 raise CorpusError(
                     f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
-                    f"({raw[err.start:err.start + 4]!r}); re-encode the file as UTF-8"
+                    f"({raw[err.start : err.start + 4]!r}); re-encode the file as UTF-8"
                 ) from None
             lines.append(text.rstrip("\r\n"))
     return lines

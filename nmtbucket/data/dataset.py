@@ -1,4 +1,4 @@
-"""Token-id sequences stored flat (one int32 tensor plus offsets) and datasets of aligned streams."""
+"""Token-id sequences stored flat (one int32 tensor plus offsets); datasets of aligned streams."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
 class SentencePieceTokenizer:
-    """A trained SentencePiece model with nmtbucket's fixed special ids (pad 0, unk 1, bos 2, eos 3)."""
+    """A trained SentencePiece model with fixed special ids: pad 0, unk 1, bos 2, eos 3."""
 
     def __init__(self, model_path: str | Path) -> None:
         path = Path(model_path)
@@ -60,18 +60,22 @@ def train_sentencepiece(
     prefix.parent.mkdir(parents=True, exist_ok=True)
     sentences = [line for name in input_files for line in read_lines(name) if line.strip()]
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type=model_type,
-        character_coverage=character_coverage,
-        pad_id=PAD_ID,
-        unk_id=UNK_ID,
-        bos_id=BOS_ID,
-        eos_id=EOS_ID,
-        minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            minloglevel=2,
+        )
+    except RuntimeError as err:  # sentencepiece reports bad settings this way
+        files = ", ".join(str(f) for f in input_files)
+        raise NmtBucketError(f"sentencepiece training on {files} failed: {err}") from None
     partial = model_path.with_suffix(".model.tmp")
     partial.write_bytes(model.getvalue())
     partial.replace(model_path)  # atomic: a crash never leaves a half-written model behind

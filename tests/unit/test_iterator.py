@@ -27,9 +27,7 @@ def corpora(draw, max_examples: int = 120):
     """Random corpora of one or two streams with a random bucketing config."""
     streams = draw(st.sampled_from([1, 2]))
     n = draw(st.integers(1, max_examples))
-    lengths = draw(
-        st.lists(st.tuples(*[st.integers(1, 30)] * streams), min_size=n, max_size=n)
-    )
+    lengths = draw(st.lists(st.tuples(*[st.integers(1, 30)] * streams), min_size=n, max_size=n))
     strategy = draw(st.sampled_from(["auto", "grid", "diagonal"]))
     config = BucketingConfig(
         strategy=strategy,

@@ -1,0 +1,32 @@
+"""The README's code and commands are the ones that work."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def test_custom_key_example_runs_and_trains_every_bucket(tmp_path) -> None:
+    block = README.split("<!-- example: custom-key -->", 1)[1]
+    code = re.search(r"```python\n(.*?)```", block, re.S)
+    assert code is not None
+    script = tmp_path / "example.py"
+    script.write_text(code.group(1))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
+    )
+    losses = [float(x) for x in re.findall(r"loss (\d+\.\d+)", result.stdout)]
+    assert len(losses) == 12
+    assert all(late < 0.1 * early for early, late in zip(losses[:6], losses[6:], strict=True))
+    assert "built keys: (('reverse', 12)," in result.stdout
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
+    test_command = next(c for c in commands if "pytest" in c)
+    assert test_command in (ROOT / ".ci" / "run").read_text()
