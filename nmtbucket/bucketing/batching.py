@@ -4,7 +4,7 @@ assigning examples to keys under an over-long policy, and batch sizes from a tok
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -210,8 +210,3 @@ def count_padded_tokens(assignment: BucketAssignment) -> int:
     costs = torch.tensor([tokens_per_row(k) for k in assignment.buckets])
     kept = assignment.bucket_index >= 0
     return int(costs[assignment.bucket_index[kept]].sum())
-
-
-def describe_batch_sizes(batch_sizes: Mapping[LengthKey, int]) -> str:
-    """Compact ``key:B`` listing for logs."""
-    return ", ".join(f"{key_lengths(k)}:{b}" for k, b in batch_sizes.items())

@@ -11,11 +11,13 @@ pool owned by the factory. Only the eager executor exists so far.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import torch
 from torch import nn
+
+from nmtbucket.bucketing.keys import BucketKey
 
 StepFn: TypeAlias = Callable[[nn.Module, Any], torch.Tensor]
 """A full training step on one bucket's module and batch; returns the loss as a 0-d tensor.
@@ -28,7 +30,7 @@ every time for a given key."""
 class BucketExecutor(ABC):
     """Runs the module that ``sym_gen`` built for one bucket key."""
 
-    def __init__(self, module: nn.Module, bucket_key: Hashable) -> None:
+    def __init__(self, module: nn.Module, bucket_key: BucketKey) -> None:
         self.module = module
         self.bucket_key = bucket_key
 
@@ -54,6 +56,6 @@ class EagerExecutor(BucketExecutor):
         return step_fn(self.module, batch).detach()
 
 
-ExecutorFactory: TypeAlias = Callable[[nn.Module, Hashable], BucketExecutor]
+ExecutorFactory: TypeAlias = Callable[[nn.Module, BucketKey], BucketExecutor]
 """Makes the executor for a key's module. A class such as :class:`EagerExecutor` is one; a
 factory object can also own resources all keys share (a CUDA memory pool, static buffers)."""

@@ -40,11 +40,6 @@ def make_length_key(lengths: Sequence[int]) -> LengthKey:
     raise ValueError(f"length keys have one or two streams, got {len(lengths)}: {tuple(lengths)}")
 
 
-def key_fits(lengths: Sequence[int], key: LengthKey) -> bool:
-    """Whether an example with these per-stream lengths fits in ``key`` without truncation."""
-    return all(length <= limit for length, limit in zip(lengths, key_lengths(key), strict=True))
-
-
 def tokens_per_row(key: LengthKey) -> int:
     """Padded tokens one example row of ``key`` costs: S, or S + T."""
     return sum(key_lengths(key))

@@ -3,13 +3,14 @@ bucket's parameters, with a forward call that dispatches on ``batch.bucket_key``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from nmtbucket.bucketing.executor import BucketExecutor, EagerExecutor, ExecutorFactory, StepFn
+from nmtbucket.bucketing.keys import BucketKey
 from nmtbucket.errors import NmtBucketError, SymGenError
 
 SymGen = Callable[[Any], nn.Module]
@@ -29,7 +30,7 @@ class BucketingModule(nn.Module):
     def __init__(
         self,
         sym_gen: SymGen,
-        default_bucket_key: Hashable,
+        default_bucket_key: BucketKey,
         executor_factory: ExecutorFactory = EagerExecutor,
     ) -> None:
         super().__init__()
@@ -38,21 +39,21 @@ class BucketingModule(nn.Module):
         self.default_bucket_key = default_bucket_key
         self.executor_factory = executor_factory
         self.default_module = self._generate(default_bucket_key)
-        self._bucket_modules: dict[Hashable, nn.Module] = {default_bucket_key: self.default_module}
-        self._executors: dict[Hashable, BucketExecutor] = {}
+        self._bucket_modules: dict[BucketKey, nn.Module] = {default_bucket_key: self.default_module}
+        self._executors: dict[BucketKey, BucketExecutor] = {}
         self._current_bucket_key = default_bucket_key
 
     @property
-    def current_bucket_key(self) -> Hashable:
+    def current_bucket_key(self) -> BucketKey:
         """The key of the last bucket switched to (by a forward call or :meth:`switch_bucket`)."""
         return self._current_bucket_key
 
     @property
-    def built_bucket_keys(self) -> tuple[Hashable, ...]:
+    def built_bucket_keys(self) -> tuple[BucketKey, ...]:
         """Every key built so far, in build order; the default key comes first."""
         return tuple(self._bucket_modules)
 
-    def bucket_module(self, bucket_key: Hashable) -> nn.Module:
+    def bucket_module(self, bucket_key: BucketKey) -> nn.Module:
         """The module for ``bucket_key``, built and checked on first use."""
         _require_hashable(bucket_key)
         module = self._bucket_modules.get(bucket_key)
@@ -63,7 +64,7 @@ class BucketingModule(nn.Module):
             self._bucket_modules[bucket_key] = module
         return module
 
-    def switch_bucket(self, bucket_key: Hashable) -> BucketExecutor:
+    def switch_bucket(self, bucket_key: BucketKey) -> BucketExecutor:
         """Make ``bucket_key`` current and return its executor (built on first use)."""
         executor = self._executors.get(bucket_key)
         if executor is None:
@@ -100,7 +101,7 @@ class BucketingModule(nn.Module):
         self._executors.clear()
         return self
 
-    def _generate(self, bucket_key: Hashable) -> nn.Module:
+    def _generate(self, bucket_key: BucketKey) -> nn.Module:
         module = self.sym_gen(bucket_key)
         if not isinstance(module, nn.Module):
             raise SymGenError(
@@ -108,7 +109,7 @@ class BucketingModule(nn.Module):
             )
         return module
 
-    def _check_shared_parameters(self, module: nn.Module, bucket_key: Hashable) -> None:
+    def _check_shared_parameters(self, module: nn.Module, bucket_key: BucketKey) -> None:
         expected = dict(self.default_module.named_parameters())
         got = dict(module.named_parameters())
         how_to_fix = (
@@ -143,7 +144,7 @@ def _require_hashable(bucket_key: Any) -> None:
         ) from None
 
 
-def _bucket_key_of(batch: Any) -> Hashable:
+def _bucket_key_of(batch: Any) -> BucketKey:
     try:
         return batch.bucket_key
     except AttributeError:

@@ -40,6 +40,11 @@ def build_bucket_scheme(lengths: torch.Tensor, config: BucketingConfig) -> Bucke
     The largest key is the per-stream data maximum, capped by ``config.max_lengths``; examples
     beyond it follow ``config.overlong`` when they are assigned.
     """
+    if lengths.ndim != 2 or lengths.shape[0] == 0:
+        raise BucketConfigError(
+            f"need per-stream lengths of at least one example, got shape {tuple(lengths.shape)}; "
+            "is the training corpus empty?"
+        )
     if config.strategy not in STRATEGIES:
         raise BucketConfigError(
             f"bucketing.strategy must be one of {STRATEGIES}, got {config.strategy!r}"

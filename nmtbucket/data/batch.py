@@ -63,16 +63,14 @@ class Batch:
         ):
             raise ValueError(f"cannot pad a batch of key {self.bucket_key} to {bucket_key}")
 
-        def widen(t: torch.Tensor | None, length: int) -> torch.Tensor | None:
-            if t is None:
-                return None
+        def widen(t: torch.Tensor, length: int) -> torch.Tensor:
             return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=pad_id)
 
         return replace(
             self,
             bucket_key=bucket_key,
             src=widen(self.src, new_lengths[0]),
-            tgt=widen(self.tgt, new_lengths[1]) if len(new_lengths) > 1 else None,
+            tgt=None if self.tgt is None else widen(self.tgt, new_lengths[1]),
         )
 
 

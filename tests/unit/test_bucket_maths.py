@@ -208,3 +208,8 @@ def test_build_bucket_scheme_strategies() -> None:
 def test_build_bucket_scheme_errors(config, message) -> None:
     with pytest.raises(BucketConfigError, match=message):
         build_bucket_scheme(torch.tensor([[3, 4], [10, 12]]), config)
+
+
+def test_build_bucket_scheme_needs_examples() -> None:
+    with pytest.raises(BucketConfigError, match="is the training corpus empty"):
+        build_bucket_scheme(torch.zeros(0, 2, dtype=torch.int64), BucketingConfig())
