@@ -88,14 +88,18 @@ class BucketingModule(nn.Module):
         return self
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
-        # .to(), .cuda(), .double()... also reach the key-specific buffers (masks, position
-        # tables) of the other buckets, which are not registered submodules. Executors are
-        # rebuilt on next use since what they captured refers to the old tensors.
+        # .to(), .cuda(), .double()... must also reach the key-specific buffers (masks, position
+        # tables) of the other buckets, which are not registered submodules; each submodule is
+        # converted once, so the shared layers are not converted again. Executors are rebuilt
+        # on next use since what they captured refers to the old tensors.
         super()._apply(fn, recurse)
+        converted = {id(m) for m in self.default_module.modules()}
         for bucket_key, module in self._bucket_modules.items():
-            if module is not self.default_module:
-                module._apply(fn, recurse)
-                self._check_shared_parameters(module, bucket_key)
+            for submodule in module.modules():
+                if id(submodule) not in converted:
+                    submodule._apply(fn, recurse=False)
+                    converted.add(id(submodule))
+            self._check_shared_parameters(module, bucket_key)
         for executor in self._executors.values():
             executor.release()
         self._executors.clear()

@@ -150,3 +150,13 @@ def test_train_eval_and_to_reach_every_bucket() -> None:
     assert other.mix.dtype == torch.float64  # a buffer of a bucket that is not a submodule
     with torch.no_grad():
         assert float(module(make_batch(LengthPair(3, 3)))) > 0
+
+
+def test_apply_converts_every_tensor_exactly_once() -> None:
+    module = make_module()
+    other = module.bucket_module(LengthPair(3, 3))
+    bias, mix = module.default_module.core.out.bias.detach().clone(), other.mix.clone()
+    module._apply(lambda t: t + 1 if t.is_floating_point() else t)
+    torch.testing.assert_close(module.default_module.core.out.bias.detach(), bias + 1)
+    torch.testing.assert_close(other.mix, mix + 1)
+    assert other.core.out.bias is module.default_module.core.out.bias
