@@ -64,13 +64,23 @@ def build_bucket_scheme(lengths: torch.Tensor, config: BucketingConfig) -> Bucke
         else:
             largest = make_length_key(max_lengths)
             effective, kept = limit_lengths(lengths, largest, config.overlong)  # type: ignore[arg-type]
+            _require_some_kept(kept, largest)
             buckets = define_buckets(effective[kept], config.max_keys)
     if any(len(key_lengths(k)) != lengths.shape[1] for k in buckets):
         raise BucketConfigError(
             f"bucket keys {buckets} need {lengths.shape[1]} lengths each, one per data stream"
         )
+    _require_some_kept(limit_lengths(lengths, buckets[-1], config.overlong)[1], buckets[-1])  # type: ignore[arg-type]
     sizes = define_batch_sizes(buckets, config.token_budget, config.batch_multiple)
     return BucketScheme(tuple(buckets), sizes)
+
+
+def _require_some_kept(kept: torch.Tensor, largest: LengthKey) -> None:
+    if not bool(kept.any()):
+        raise BucketConfigError(
+            f"every example is longer than the largest bucket {largest} and would be skipped; "
+            "raise bucketing.max_lengths or set bucketing.overlong to 'truncate'"
+        )
 
 
 def _max_lengths(lengths: torch.Tensor, configured: list[int]) -> list[int]:

@@ -213,3 +213,10 @@ def test_build_bucket_scheme_errors(config, message) -> None:
 def test_build_bucket_scheme_needs_examples() -> None:
     with pytest.raises(BucketConfigError, match="is the training corpus empty"):
         build_bucket_scheme(torch.zeros(0, 2, dtype=torch.int64), BucketingConfig())
+
+
+@pytest.mark.parametrize("strategy", ["auto", "grid", "explicit"])
+def test_build_bucket_scheme_refuses_to_skip_everything(strategy) -> None:
+    config = BucketingConfig(strategy=strategy, max_lengths=[5, 5], keys=[[5, 5]])
+    with pytest.raises(BucketConfigError, match="every example is longer than the largest"):
+        build_bucket_scheme(torch.tensor([[6, 2], [3, 9]]), config)
