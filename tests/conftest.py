@@ -1,4 +1,4 @@
-"""Test-wide settings: hypothesis runs a fixed set of examples in CI (CI=true), new ones elsewhere."""
+"""Test-wide settings: hypothesis runs a fixed set of examples in CI (CI=true), new ones here."""
 
 import os
 
