@@ -55,32 +55,28 @@ def build_bucket_scheme(lengths: torch.Tensor, config: BucketingConfig) -> Bucke
         )
     if config.strategy == "explicit":
         buckets = define_explicit_buckets(config.keys)
+        largest = buckets[-1]
     else:
         max_lengths = _max_lengths(lengths, config.max_lengths)
-        if config.strategy == "grid":
-            buckets = define_grid_buckets(max_lengths, config.width)
-        elif config.strategy == "diagonal":
-            buckets = _diagonal_buckets(lengths, max_lengths, config)
-        else:
-            largest = make_length_key(max_lengths)
-            effective, kept = limit_lengths(lengths, largest, config.overlong)  # type: ignore[arg-type]
-            _require_some_kept(kept, largest)
-            buckets = define_buckets(effective[kept], config.max_keys)
-    if any(len(key_lengths(k)) != lengths.shape[1] for k in buckets):
+        largest = make_length_key(max_lengths)
+    if len(key_lengths(largest)) != lengths.shape[1]:
         raise BucketConfigError(
-            f"bucket keys {buckets} need {lengths.shape[1]} lengths each, one per data stream"
+            f"bucket keys like {largest} need {lengths.shape[1]} lengths each, one per data stream"
         )
-    _require_some_kept(limit_lengths(lengths, buckets[-1], config.overlong)[1], buckets[-1])  # type: ignore[arg-type]
-    sizes = define_batch_sizes(buckets, config.token_budget, config.batch_multiple)
-    return BucketScheme(tuple(buckets), sizes)
-
-
-def _require_some_kept(kept: torch.Tensor, largest: LengthKey) -> None:
+    effective, kept = limit_lengths(lengths, largest, config.overlong)  # type: ignore[arg-type]
     if not bool(kept.any()):
         raise BucketConfigError(
             f"every example is longer than the largest bucket {largest} and would be skipped; "
             "raise bucketing.max_lengths or set bucketing.overlong to 'truncate'"
         )
+    if config.strategy == "grid":
+        buckets = define_grid_buckets(max_lengths, config.width)
+    elif config.strategy == "diagonal":
+        buckets = _diagonal_buckets(lengths, max_lengths, config)
+    elif config.strategy == "auto":
+        buckets = define_buckets(effective[kept], config.max_keys)
+    sizes = define_batch_sizes(buckets, config.token_budget, config.batch_multiple)
+    return BucketScheme(tuple(buckets), sizes)
 
 
 def _max_lengths(lengths: torch.Tensor, configured: list[int]) -> list[int]:
