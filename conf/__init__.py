@@ -1,0 +1,1 @@
+"""Hydra configs of nmtbucket, installed as the package ``nmtbucket.conf`` (see pyproject.toml)."""

@@ -1,0 +1,144 @@
+"""Checkpoints: written atomically (temp file, fsync, rename), loaded without running pickled code
+(``torch.load(weights_only=True)``), and kept as "the last one plus the best K"."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmtbucket.errors import NmtBucketError
+
+LAST = "last.pt"
+
+
+class CheckpointError(NmtBucketError):
+    """A checkpoint that is missing, truncated or not an nmtbucket checkpoint."""
+
+
+def atomic_write_bytes(path: str | Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
+    ``path``: a crash leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: str | Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically."""
+    atomic_write_bytes(path, lambda file: torch.save(dict(state), file))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, refusing anything that would need
+    pickled code to load."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {err}; it is truncated or was not written by "
+            "nmtbucket (only plain tensors and containers are accepted)"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+    return state
+
+
+@dataclass(frozen=True)
+class BestEntry:
+    """One kept best checkpoint: its file name, the update it was taken at and its score."""
+
+    name: str
+    update: int
+    score: float
+
+
+class CheckpointKeeper:
+    """Keeps ``last.pt`` and the ``keep_best`` best checkpoints of a run in ``directory``.
+
+    ``higher_is_better`` says which way the validation score points (BLEU up, loss down). The
+    list of best checkpoints is part of the training state, so a resumed run keeps pruning it.
+    """
+
+    def __init__(self, directory: str | Path, keep_best: int, higher_is_better: bool) -> None:
+        if keep_best < 0:
+            raise NmtBucketError(f"trainer.keep_best must be >= 0, got {keep_best}")
+        self.directory = Path(directory)
+        self.keep_best = keep_best
+        self.higher_is_better = higher_is_better
+        self.best: list[BestEntry] = []
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / LAST
+
+    @property
+    def best_path(self) -> Path | None:
+        """The best checkpoint so far, or None before the first validation."""
+        return self.directory / self.best[0].name if self.best else None
+
+    def save_last(self, state: Mapping[str, Any]) -> None:
+        save_checkpoint(self.last_path, state)
+
+    def consider(self, state: Mapping[str, Any], update: int, score: float) -> bool:
+        """Save ``state`` as a best checkpoint if it ranks among the best K; prune the rest.
+        Returns whether it was kept."""
+        entry = BestEntry(f"best-{update:08d}.pt", update, score)
+        ranked = sorted([*self.best, entry], key=self._rank)
+        kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
+        if entry in kept:
+            save_checkpoint(self.directory / entry.name, state)
+        for old in dropped:
+            (self.directory / old.name).unlink(missing_ok=True)
+        self.best = kept
+        return entry in kept
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": [[e.name, e.update, e.score] for e in self.best]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = [BestEntry(str(n), int(u), float(s)) for n, u, s in state["best"]]
+
+    def _rank(self, entry: BestEntry) -> tuple[float, int]:
+        # Better score first; among equal scores the earlier update wins.
+        return (-entry.score if self.higher_is_better else entry.score, entry.update)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

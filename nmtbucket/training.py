@@ -1,0 +1,372 @@
+"""The training loop: bucketed batches through a BucketingModule, AdamW updates with clipping and
+gradient accumulation, periodic validation with early stopping, checkpoints (last plus best K)
+and exact resume. It never sees Hydra: it gets typed configs and built objects."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nmtbucket.bucketing.iterator import BucketIterator
+from nmtbucket.bucketing.keys import key_lengths
+from nmtbucket.bucketing.module import BucketingModule
+from nmtbucket.checkpoint import CheckpointKeeper, load_checkpoint
+from nmtbucket.config import TrainerConfig
+from nmtbucket.data.batch import Batch
+from nmtbucket.data.tokenizer import PAD_ID
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.evaluator import Evaluator, SplitScores
+from nmtbucket.loss import label_smoothed_cross_entropy
+from nmtbucket.metrics import MetricsLogger
+from nmtbucket.optim import build_optimizer, build_scheduler
+from nmtbucket.progress import Progress
+
+log = logging.getLogger(__name__)
+
+EARLY_STOPPING_METRICS = {"bleu": True, "chrf": True, "loss": False, "perplexity": False}
+"""Metric name -> whether higher is better."""
+
+
+class TrainingDiverged(NmtBucketError):
+    """Too many updates in a row had a non-finite loss or gradient."""
+
+
+class Seq2SeqStep:
+    """Forward, label-smoothed loss and backward for one (micro-)batch of a bucket's module.
+
+    Returns the loss per target token, detached. Gradients are scaled by ``1 / accumulate`` so
+    that accumulated micro-batches average. The optimizer update is the trainer's job.
+    """
+
+    def __init__(self, label_smoothing: float, accumulate: int, bf16_cuda: bool = False) -> None:
+        self.label_smoothing = label_smoothing
+        self.accumulate = accumulate
+        self.bf16_cuda = bf16_cuda
+
+    def __call__(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        assert batch.tgt is not None
+        with self._autocast():
+            logits = module(batch)  # (B, T, V)
+        terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, self.label_smoothing)
+        loss = terms.loss_sum / terms.num_tokens.clamp(min=1)
+        (loss / self.accumulate).backward()
+        return loss.detach()
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.bf16_cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+@dataclass
+class TrainProgress:
+    """Counters of a run; saved in every checkpoint so a resumed run continues them."""
+
+    updates: int = 0
+    batches: int = 0
+    tgt_tokens: int = 0  # real target tokens trained on (no padding)
+    real_tokens: int = 0  # real source + target tokens
+    padded_tokens: int = 0  # source + target positions computed, padding included
+    train_seconds: float = 0.0  # time in the training loop, validation included
+    nonfinite_updates: int = 0
+    nonfinite_in_row: int = 0
+    validations: int = 0
+    validations_without_improvement: int = 0
+    best_score: float | None = None
+    stop_reason: str = ""
+
+    @property
+    def padding_percent(self) -> float:
+        return 100.0 * (1 - self.real_tokens / self.padded_tokens) if self.padded_tokens else 0.0
+
+
+@dataclass
+class _Interval:
+    """Sums since the last log line."""
+
+    loss_sum: float = 0.0
+    updates: int = 0
+    tgt_tokens: int = 0
+    start: float = field(default_factory=time.monotonic)
+
+
+class Trainer:
+    """Trains ``model`` on ``train_iter``, validating with ``evaluator`` into ``run_dir``."""
+
+    def __init__(
+        self,
+        model: BucketingModule,
+        train_iter: BucketIterator,
+        evaluator: Evaluator,
+        config: TrainerConfig,
+        run_dir: str | Path,
+        device: torch.device,
+        step: Seq2SeqStep | None = None,
+    ) -> None:
+        if config.early_stopping_metric not in EARLY_STOPPING_METRICS:
+            raise NmtBucketError(
+                "trainer.early_stopping_metric must be one of "
+                f"{tuple(EARLY_STOPPING_METRICS)}, got {config.early_stopping_metric!r}"
+            )
+        if config.accumulate < 1:
+            raise NmtBucketError(f"trainer.accumulate must be >= 1, got {config.accumulate}")
+        if config.early_stopping_metric in ("bleu", "chrf") and not config.validate_bleu:
+            raise NmtBucketError(
+                f"trainer.early_stopping_metric={config.early_stopping_metric} needs "
+                "trainer.validate_bleu=true; or stop early on loss or perplexity"
+            )
+        self.model = model
+        self.train_iter = train_iter
+        self.evaluator = evaluator
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        bf16_cuda = config.bf16 and device.type == "cuda"
+        self.step = step or Seq2SeqStep(config.label_smoothing, config.accumulate, bf16_cuda)
+        self.optimizer = build_optimizer(model.parameters(), config)
+        self.scheduler = build_scheduler(self.optimizer, config)
+        higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
+        self.keeper = CheckpointKeeper(self.run_dir / "checkpoints", config.keep_best, higher)
+        self.metrics = MetricsLogger(self.run_dir, config.metrics_format, config.tensorboard)
+        self.progress = TrainProgress()
+        self.last_scores: SplitScores | None = None
+        self._interval = _Interval()
+        self._pending = 0  # micro-batches since the last update
+        self._window_finite = True  # every loss since the last update was finite
+        self._last_loss = 0.0
+        self._validated_update = -1
+
+    # --- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": "nmtbucket-train-state/1",
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iterator": self.train_iter.state_dict(),
+            "keeper": self.keeper.state_dict(),
+            "progress": asdict(self.progress),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != "nmtbucket-train-state/1":
+            raise NmtBucketError(
+                f"not an nmtbucket training state (format {state.get('format')!r})"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_iter.load_state_dict(state["iterator"])
+        self.keeper.load_state_dict(state["keeper"])
+        self.progress = TrainProgress(**state["progress"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def resume_if_possible(self) -> bool:
+        """Load ``checkpoints/last.pt`` of the run directory when it exists."""
+        if not self.keeper.last_path.is_file():
+            return False
+        self.load_state_dict(load_checkpoint(self.keeper.last_path))
+        log.info(
+            "resumed from %s at update %d (epoch %d, batch %d of it)",
+            self.keeper.last_path,
+            self.progress.updates,
+            self.train_iter.sampler.epoch,
+            self.train_iter.sampler.position,
+        )
+        return True
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def fit(self) -> TrainProgress:
+        """Train until a limit, early stopping or divergence; validate and save at the end."""
+        self.progress.stop_reason = self._limit_reached() or ""
+        if self.progress.stop_reason:
+            log.info("nothing to train: %s", self.progress.stop_reason)
+            return self.progress
+        self.model.train()
+        started = time.monotonic() - self.progress.train_seconds
+        total = self.config.max_updates or None
+        bar = Progress(total, "train", enabled=self.config.progress, unit="upd")
+        try:
+            while not self.progress.stop_reason:
+                for batch in self.train_iter:
+                    self._train_on(batch)
+                    if self._pending < self.config.accumulate:
+                        continue
+                    self._update()
+                    self.progress.train_seconds = time.monotonic() - started
+                    bar.update(1, **self._bar_fields(batch))
+                    self._after_update()
+                    limit = self._limit_reached(time.monotonic() - started)
+                    self.progress.stop_reason = limit or self.progress.stop_reason
+                    if self.progress.stop_reason:
+                        break
+                else:
+                    self._after_epoch()
+        finally:
+            bar.close()
+        if self.progress.updates and self._validated_update != self.progress.updates:
+            self._validate_and_save()
+        self.metrics.close()
+        return self.progress
+
+    def _train_on(self, batch: Batch) -> None:
+        """Forward and backward on one micro-batch; counts its tokens."""
+        on_device = batch.to(self.device, non_blocking=True)
+        loss = float(self.model.train_step(on_device, self.step))  # host sync for the NaN check
+        assert batch.tgt_lengths is not None
+        tgt_tokens = int(batch.tgt_lengths.sum())
+        self.progress.batches += 1
+        self.progress.tgt_tokens += tgt_tokens
+        self.progress.real_tokens += batch.num_real_tokens
+        self.progress.padded_tokens += batch.num_padded_tokens
+        self._pending += 1
+        self._window_finite = self._window_finite and math.isfinite(loss)
+        self._last_loss = loss
+        self._interval.tgt_tokens += tgt_tokens
+        self._interval.loss_sum += loss if math.isfinite(loss) else 0.0
+
+    def _update(self) -> None:
+        """Clip and step, unless a loss or the gradient is NaN or infinite: then skip it."""
+        clip = self.config.clip_norm if self.config.clip_norm > 0 else float("inf")
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        if self._window_finite and math.isfinite(grad_norm):
+            self.optimizer.step()
+            self.scheduler.step()
+            self.progress.updates += 1
+            self.progress.nonfinite_in_row = 0
+            self._interval.updates += 1
+        else:
+            self._skip_update(grad_norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._pending = 0
+        self._window_finite = True
+
+    def _skip_update(self, grad_norm: float) -> None:
+        self.progress.nonfinite_updates += 1
+        self.progress.nonfinite_in_row += 1
+        log.warning(
+            "non-finite loss or gradient (loss %s, gradient norm %s) after update %d: update "
+            "skipped (%d in a row)",
+            self._last_loss,
+            grad_norm,
+            self.progress.updates,
+            self.progress.nonfinite_in_row,
+        )
+        if self.progress.nonfinite_in_row >= self.config.max_bad_updates:
+            raise TrainingDiverged(
+                f"{self.progress.nonfinite_in_row} updates in a row had a non-finite loss or "
+                f"gradient (the last after update {self.progress.updates}), so training stopped "
+                f"(trainer.max_bad_updates={self.config.max_bad_updates}). Lower trainer.lr, "
+                "raise trainer.warmup_updates or set trainer.clip_norm; the last good state, "
+                f"if one was saved, is {self.keeper.last_path}"
+            )
+
+    def _after_update(self) -> None:
+        updates = self.progress.updates
+        if (
+            self._interval.updates
+            and self.config.log_every
+            and updates % self.config.log_every == 0
+        ):
+            self._log_interval()
+            self._interval = _Interval()
+        every = self.config.validate_every
+        if every and updates and updates % every == 0 and self._validated_update != updates:
+            self._validate_and_save()
+
+    def _after_epoch(self) -> None:
+        epoch = self.train_iter.sampler.epoch  # already advanced to the next epoch
+        log.info("epoch %d done at update %d", epoch, self.progress.updates)
+        if self.config.max_epochs and epoch >= self.config.max_epochs:
+            self.progress.stop_reason = f"reached trainer.max_epochs={self.config.max_epochs}"
+
+    def _limit_reached(self, elapsed: float | None = None) -> str | None:
+        config, progress = self.config, self.progress
+        if config.max_updates and progress.updates >= config.max_updates:
+            return f"reached trainer.max_updates={config.max_updates}"
+        if config.max_epochs and self.train_iter.sampler.epoch >= config.max_epochs:
+            return f"reached trainer.max_epochs={config.max_epochs}"
+        seconds = progress.train_seconds if elapsed is None else elapsed
+        if config.max_minutes and seconds >= 60 * config.max_minutes:
+            return f"reached trainer.max_minutes={config.max_minutes}"
+        if config.patience and progress.validations_without_improvement >= config.patience:
+            return (
+                f"early stopping: {config.early_stopping_metric} did not improve in "
+                f"{config.patience} validations"
+            )
+        return None
+
+    def _validate_and_save(self) -> None:
+        self._validated_update = self.progress.updates
+        scores = self.evaluator.evaluate(self.model, with_bleu=self.config.validate_bleu)
+        self.last_scores = scores
+        self.progress.validations += 1
+        score = scores.metric(self.config.early_stopping_metric)
+        improved = self._improves(score)
+        if improved:
+            self.progress.best_score = score
+            self.progress.validations_without_improvement = 0
+        else:
+            self.progress.validations_without_improvement += 1
+        self.metrics.log("valid", self.progress.updates, **scores.as_dict(), best=improved)
+        log.info(
+            "validation at update %d: loss %.4f, perplexity %.2f%s%s",
+            self.progress.updates,
+            scores.loss,
+            scores.perplexity,
+            "" if scores.bleu is None else f", BLEU {scores.bleu:.2f}, chrF {scores.chrf:.2f}",
+            " (best so far)" if improved else "",
+        )
+        if scores.bleu_signature and self.progress.validations == 1:
+            log.info("BLEU signature: %s", scores.bleu_signature)
+            log.info("chrF signature: %s", scores.chrf_signature)
+        state = self.state_dict()
+        self.keeper.consider(state, self.progress.updates, score)
+        state["keeper"] = self.keeper.state_dict()
+        self.keeper.save_last(state)
+
+    def _improves(self, score: float) -> bool:
+        best = self.progress.best_score
+        if best is None:
+            return True
+        higher = EARLY_STOPPING_METRICS[self.config.early_stopping_metric]
+        return score > best if higher else score < best
+
+    def _log_interval(self) -> None:
+        interval = self._interval
+        seconds = max(time.monotonic() - interval.start, 1e-9)
+        self.metrics.log(
+            "train",
+            self.progress.updates,
+            loss=interval.loss_sum / max(interval.updates * self.config.accumulate, 1),
+            lr=self.scheduler.get_last_lr()[0],
+            tgt_tokens_per_second=interval.tgt_tokens / seconds,
+            padding_percent=self.progress.padding_percent,
+            epoch=self.train_iter.sampler.epoch,
+            nonfinite_updates=self.progress.nonfinite_updates,
+        )
+
+    def _bar_fields(self, batch: Batch) -> dict[str, Any]:
+        seconds = max(time.monotonic() - self._interval.start, 1e-9)
+        return {
+            "tok/s": round(self._interval.tgt_tokens / seconds),
+            "pad%": round(self.progress.padding_percent, 1),
+            "key": key_lengths(batch.bucket_key),
+            "loss": round(self._last_loss, 3),
+        }

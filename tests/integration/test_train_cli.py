@@ -1,0 +1,149 @@
+"""nmtbucket-train end to end on tiny data: outputs, exact resume, NaN handling, bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import nmtbucket.training
+from nmtbucket.checkpoint import load_checkpoint
+from nmtbucket.loss import LossTerms
+from nmtbucket.metrics import read_metrics
+from tests.integration.train_cli import read_results, run_cli, tiny_overrides, write_tiny_corpus
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_tiny_corpus(tmp_path / "data")
+
+
+def test_a_run_writes_results_metrics_checkpoints_and_translations(
+    tmp_path: Path,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    overrides = tiny_overrides(tmp_path, **{"trainer.keep_best": 1})
+    assert run_cli(monkeypatch, overrides) == 0
+    run = tmp_path / "run"
+    results = read_results(run)
+    assert results["updates"] == 4
+    assert results["stop_reason"] == "reached trainer.max_updates=4"
+    assert 0 <= results["test_bleu"] <= 100 and 0 <= results["test_chrf"] <= 100
+    assert "nrefs:1" in results["bleu_signature"] and "nc:6" in results["chrf_signature"]
+    assert 0 < results["padding_percent"] < 100
+    assert results["real_tgt_tokens_per_second"] > 0
+    assert math.isfinite(results["test_perplexity"])
+
+    rows = read_metrics(run)
+    assert [r["update"] for r in rows if r["kind"] == "valid"] == [2, 4]
+    assert [r["update"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.pt", results["test_weights"]}
+    test_lines = (corpus / "test.en").read_text().splitlines()
+    hypotheses = (run / "test.hyp.txt").read_text().split("\n")[:-1]
+    assert len(hypotheses) == len(test_lines)  # the empty and the over-long line are kept
+    assert {"config.json", "buckets.json", "src.spm.model", "tgt.spm.model"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert "test (test, best-" in capsys.readouterr().out
+
+
+def test_resume_gives_the_same_parameters_as_one_run(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = {"trainer.validate_every": 0, "trainer.validate_bleu": False}
+    fast |= {"trainer.early_stopping_metric": "loss", "trainer.accumulate": 2}
+    fast |= {"model.dropout": 0.3}  # the resumed run must restore the random state too
+    whole = tiny_overrides(tmp_path, "whole", **fast, **{"trainer.max_updates": 6})
+    assert run_cli(monkeypatch, whole) == 0
+    first_half = tiny_overrides(tmp_path, "halves", **fast, **{"trainer.max_updates": 3})
+    assert run_cli(monkeypatch, first_half) == 0
+    second_half = tiny_overrides(tmp_path, "halves", **fast, **{"trainer.max_updates": 6})
+    assert run_cli(monkeypatch, second_half) == 0
+
+    expected = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "halves" / "checkpoints" / "last.pt")
+    assert resumed["progress"]["updates"] == expected["progress"]["updates"] == 6
+    assert expected["model"].keys() == resumed["model"].keys()
+    for name, tensor in expected["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+    assert resumed["iterator"] == expected["iterator"]
+
+
+def _loss_with_nan_at(batches: set[int]) -> object:
+    real = nmtbucket.training.label_smoothed_cross_entropy
+    calls = {"n": 0}
+
+    def loss(*args: object, **kwargs: object) -> LossTerms:
+        terms = real(*args, **kwargs)  # type: ignore[arg-type]
+        calls["n"] += 1
+        if calls["n"] in batches:
+            return LossTerms(terms.loss_sum * float("nan"), terms.nll_sum, terms.num_tokens)
+        return terms
+
+    return loss
+
+
+def test_a_nan_loss_skips_its_update_and_is_counted(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nmtbucket.training, "label_smoothed_cross_entropy", _loss_with_nan_at({2}))
+    assert run_cli(monkeypatch, tiny_overrides(tmp_path)) == 0
+    results = read_results(tmp_path / "run")
+    assert results["nonfinite_updates"] == 1
+    assert results["updates"] == 4  # the skipped batch did not count as an update
+
+
+def test_nan_losses_in_a_row_stop_the_run(
+    tmp_path: Path,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(
+        nmtbucket.training, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
+    )
+    overrides = tiny_overrides(
+        tmp_path, **{"trainer.max_bad_updates": 3, "trainer.max_updates": 10}
+    )
+    assert run_cli(monkeypatch, overrides) == 1
+    err = capsys.readouterr().err
+    assert "3 updates in a row had a non-finite loss or gradient" in err
+    assert "trainer.max_bad_updates=3" in err
+
+
+def test_missing_data_root_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NMTBUCKET_DATA_ROOT", raising=False)
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("data.root=")]
+    assert run_cli(monkeypatch, overrides) == 1
+    err = capsys.readouterr().err
+    assert "NMTBUCKET_DATA_ROOT" in err and "data.root" in err
+
+
+def test_mismatched_corpus_names_both_files(
+    tmp_path: Path,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with (corpus / "train.de").open("a") as file:
+        file.write("one more line\n")
+    assert run_cli(monkeypatch, tiny_overrides(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "train.en" in err and "train.de" in err and "60" in err and "61" in err
+
+
+def test_resume_false_refuses_to_overwrite_a_run(
+    tmp_path: Path,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_cli(monkeypatch, tiny_overrides(tmp_path, **{"trainer.max_updates": 1})) == 0
+    assert run_cli(monkeypatch, [*tiny_overrides(tmp_path), "resume=false"]) == 1
+    assert "already holds a training run and resume=false" in capsys.readouterr().err

@@ -1,0 +1,64 @@
+"""Metric files (JSONL and CSV) and the progress bar's text."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.metrics import MetricsLogger, read_metrics
+from nmtbucket.progress import Progress
+
+
+def test_jsonl_rows_append_across_loggers(tmp_path: Path) -> None:
+    first = MetricsLogger(tmp_path, "jsonl", tensorboard=False)
+    first.log("train", 10, loss=2.5, lr=0.001)
+    first.close()
+    second = MetricsLogger(tmp_path, "jsonl", tensorboard=False)  # a resumed run
+    second.log("valid", 20, bleu=12.0, perplexity=float("inf"))
+    rows = read_metrics(tmp_path)
+    assert rows == [
+        {"kind": "train", "update": 10, "loss": 2.5, "lr": 0.001},
+        {"kind": "valid", "update": 20, "bleu": 12.0, "perplexity": "inf"},
+    ]
+
+
+def test_csv_has_one_file_per_kind_with_a_header(tmp_path: Path) -> None:
+    logger = MetricsLogger(tmp_path, "csv", tensorboard=False)
+    logger.log("train", 1, loss=3.0)
+    logger.log("train", 2, loss=2.0)
+    logger.log("valid", 2, bleu=5.0)
+    with (tmp_path / "metrics-train.csv").open() as file:
+        assert list(csv.DictReader(file)) == [
+            {"kind": "train", "update": "1", "loss": "3.0"},
+            {"kind": "train", "update": "2", "loss": "2.0"},
+        ]
+    assert (tmp_path / "metrics-valid.csv").read_text().splitlines()[0] == "kind,update,bleu"
+
+
+def test_unknown_format_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(NmtBucketError, match=r"trainer\.metrics_format must be one of"):
+        MetricsLogger(tmp_path, "parquet")
+
+
+def test_progress_renders_count_rate_and_fields() -> None:
+    stream = io.StringIO()  # not a terminal: one plain line per draw
+    bar = Progress(4, "train", stream=stream, unit="upd", log_interval=0.0)
+    bar.update(1, loss=2.3456, key=(7, 9))
+    bar.update(1)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("train [#####...............] 1/4  25%")
+    assert "loss=2.346 key=(7, 9)" in lines[0]
+    assert "2/4  50%" in lines[-1]
+    assert "\r" not in stream.getvalue()
+
+
+def test_disabled_progress_writes_nothing() -> None:
+    stream = io.StringIO()
+    with Progress(None, "x", enabled=False, stream=stream) as bar:
+        bar.update(5)
+    assert stream.getvalue() == ""
