@@ -26,9 +26,20 @@ from nmtbucket.bucketing import (
     define_explicit_buckets,
     define_grid_buckets,
 )
-from nmtbucket.config import BucketingConfig
+from nmtbucket.config import (
+    BucketingConfig,
+    DataConfig,
+    ModelConfig,
+    SearchConfig,
+    SyntheticConfig,
+    TokenizerConfig,
+    TrainConfig,
+    TrainerConfig,
+)
 from nmtbucket.data import Batch, SequenceDataset, TokenSequences, collate
 from nmtbucket.errors import BucketConfigError, NmtBucketError, SymGenError
+from nmtbucket.models import build_sym_gen
+from nmtbucket.pipeline import run_training
 
 __version__ = "0.1.0"
 
@@ -42,23 +53,32 @@ __all__ = [
     "BucketScheme",
     "BucketingConfig",
     "BucketingModule",
+    "DataConfig",
     "EagerExecutor",
     "ExecutorFactory",
     "IndexBatch",
     "LengthKey",
     "LengthPair",
+    "ModelConfig",
     "NmtBucketError",
+    "SearchConfig",
     "SequenceDataset",
     "StepFn",
     "SymGen",
     "SymGenError",
+    "SyntheticConfig",
     "TokenSequences",
+    "TokenizerConfig",
+    "TrainConfig",
+    "TrainerConfig",
     "assign_buckets",
     "build_bucket_scheme",
+    "build_sym_gen",
     "collate",
     "define_batch_sizes",
     "define_buckets",
     "define_diagonal_buckets",
     "define_explicit_buckets",
     "define_grid_buckets",
+    "run_training",
 ]

@@ -13,7 +13,8 @@ from typing import TextIO
 
 
 class Progress:
-    """Counts work done out of ``total`` (or open-ended when ``total`` is None).
+    """Counts work done out of ``total`` (or open-ended when ``total`` is None), starting at
+    ``initial`` (a resumed run); the rate counts only the work done since the start.
 
     ``update(n, key=value, ...)`` advances the count and sets the fields shown after the bar.
     """
@@ -25,6 +26,7 @@ class Progress:
         *,
         enabled: bool = True,
         unit: str = "it",
+        initial: int = 0,
         stream: TextIO | None = None,
         redraw_interval: float = 0.2,
         log_interval: float = 30.0,
@@ -34,7 +36,8 @@ class Progress:
         self.enabled = enabled
         self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
-        self.count = 0
+        self.count = initial
+        self._initial = initial
         self.fields: dict[str, object] = {}
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._interval = redraw_interval if self._tty else log_interval
@@ -71,7 +74,7 @@ class Progress:
     def render(self, now: float | None = None) -> str:
         """The text of the bar: description, count, percentage, rate, elapsed, fields."""
         elapsed = (time.monotonic() if now is None else now) - self._start
-        rate = self.count / elapsed if elapsed > 0 else 0.0
+        rate = (self.count - self._initial) / elapsed if elapsed > 0 else 0.0
         if self.total:
             done = min(self.count / self.total, 1.0)
             filled = int(done * 20)

@@ -201,7 +201,9 @@ class Trainer:
         self.model.train()
         started = time.monotonic() - self.progress.train_seconds
         total = self.config.max_updates or None
-        bar = Progress(total, "train", enabled=self.config.progress, unit="upd")
+        bar = Progress(
+            total, "train", enabled=self.config.progress, unit="upd", initial=self.progress.updates
+        )
         try:
             while not self.progress.stop_reason:
                 for batch in self.train_iter:

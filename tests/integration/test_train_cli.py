@@ -147,3 +147,16 @@ def test_resume_false_refuses_to_overwrite_a_run(
     assert run_cli(monkeypatch, tiny_overrides(tmp_path, **{"trainer.max_updates": 1})) == 0
     assert run_cli(monkeypatch, [*tiny_overrides(tmp_path), "resume=false"]) == 1
     assert "already holds a training run and resume=false" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("input_feeding", [True, False])
+def test_the_lstm_trains_through_the_cli(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, input_feeding: bool
+) -> None:
+    lstm = {"model": "lstm", "model.d_model": 16, "model.input_feeding": input_feeding}
+    overrides = tiny_overrides(tmp_path, **lstm, **{"model.attention": "dot"})
+    assert run_cli(monkeypatch, overrides) == 0
+    results = read_results(tmp_path / "run")
+    config = (tmp_path / "run" / "config.json").read_text()
+    assert '"arch": "lstm"' in config
+    assert results["updates"] == 4 and math.isfinite(results["test_loss"])

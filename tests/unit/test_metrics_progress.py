@@ -57,6 +57,13 @@ def test_progress_renders_count_rate_and_fields() -> None:
     assert "\r" not in stream.getvalue()
 
 
+def test_a_resumed_bar_starts_at_its_initial_count() -> None:
+    stream = io.StringIO()
+    bar = Progress(10, "train", stream=stream, initial=6, log_interval=0.0)
+    bar.update(1)
+    assert " 7/10  70%" in stream.getvalue()
+
+
 def test_disabled_progress_writes_nothing() -> None:
     stream = io.StringIO()
     with Progress(None, "x", enabled=False, stream=stream) as bar:

@@ -47,14 +47,15 @@ def test_pairs_are_deterministic_and_consistent() -> None:
     assert pairs == generate_pairs(200, 3, 999_999, random.Random(7))
     assert pairs != generate_pairs(200, 3, 999_999, random.Random(8))
     for src, tgt in pairs:
-        numbers = [int(part) for part in src.split(", ")]
+        numbers = [int(part.replace(",", "")) for part in src.split("; ")]
         assert 1 <= len(numbers) <= 3 and all(0 <= n <= 999_999 for n in numbers)
-        assert tgt == ", ".join(number_to_words(n) for n in numbers)
+        assert src == "; ".join(f"{n:,}" for n in numbers)  # thousands separators
+        assert tgt == "; ".join(number_to_words(n) for n in numbers)
 
 
 def test_lengths_and_magnitudes_vary() -> None:
     pairs = generate_pairs(500, 3, 999_999, random.Random(1))
-    digits = {len(part) for src, _ in pairs for part in src.split(", ")}
+    digits = {len(part.replace(",", "")) for src, _ in pairs for part in src.split("; ")}
     assert digits == {1, 2, 3, 4, 5, 6}  # log-uniform magnitude: every size is common
     src_lengths = {len(src.split()) for src, _ in pairs}
     tgt_lengths = {len(tgt.split()) for _, tgt in pairs}
