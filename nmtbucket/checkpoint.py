@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ import torch
 from nmtbucket.errors import NmtBucketError
 
 LAST = "last.pt"
+WEIGHTS_FORMAT = "nmtbucket-weights/1"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(NmtBucketError):
@@ -41,10 +44,12 @@ def atomic_write_bytes(path: str | Path, write: Any) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` atomically (see :func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: str | Path, value: Any) -> None:
+    """Write ``value`` as indented JSON atomically."""
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
@@ -81,10 +86,13 @@ class BestEntry:
 
 
 class CheckpointKeeper:
-    """Keeps ``last.pt`` and the ``keep_best`` best checkpoints of a run in ``directory``.
+    """Keeps ``last.pt`` (the whole training state) and the ``keep_best`` best checkpoints of a
+    run (model weights only) in ``directory``.
 
     ``higher_is_better`` says which way the validation score points (BLEU up, loss down). The
     list of best checkpoints is part of the training state, so a resumed run keeps pruning it.
+    To stay consistent through a crash, save ``last.pt`` (which names the kept files) between
+    :meth:`consider` and :meth:`prune`.
     """
 
     def __init__(self, directory: str | Path, keep_best: int, higher_is_better: bool) -> None:
@@ -107,24 +115,36 @@ class CheckpointKeeper:
     def save_last(self, state: Mapping[str, Any]) -> None:
         save_checkpoint(self.last_path, state)
 
-    def consider(self, state: Mapping[str, Any], update: int, score: float) -> bool:
-        """Save ``state`` as a best checkpoint if it ranks among the best K; prune the rest.
-        Returns whether it was kept."""
+    def consider(
+        self, model_state: Mapping[str, torch.Tensor], update: int, score: float
+    ) -> list[BestEntry]:
+        """Save the weights as a best checkpoint if they rank among the best K. Returns the
+        entries that fell out of the best K, for :meth:`prune` once ``last.pt`` is saved."""
         entry = BestEntry(f"best-{update:08d}.pt", update, score)
         ranked = sorted([*self.best, entry], key=self._rank)
         kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
         if entry in kept:
-            save_checkpoint(self.directory / entry.name, state)
+            weights = {"format": WEIGHTS_FORMAT, "model": dict(model_state), "update": update}
+            save_checkpoint(self.directory / entry.name, {**weights, "score": score})
+        self.best = kept
+        return dropped
+
+    def prune(self, dropped: list[BestEntry]) -> None:
+        """Delete the files of entries that are no longer among the best."""
         for old in dropped:
             (self.directory / old.name).unlink(missing_ok=True)
-        self.best = kept
-        return entry in kept
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": [[e.name, e.update, e.score] for e in self.best]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best = [BestEntry(str(n), int(u), float(s)) for n, u, s in state["best"]]
+        """Restore the list of best checkpoints; entries whose file is gone are dropped."""
+        entries = [BestEntry(str(n), int(u), float(s)) for n, u, s in state["best"]]
+        self.best = [e for e in entries if (self.directory / e.name).is_file()]
+        for missing in sorted(set(entries) - set(self.best), key=lambda e: e.update):
+            log.warning(
+                "best checkpoint %s is missing; forgetting it", self.directory / missing.name
+            )
 
     def _rank(self, entry: BestEntry) -> tuple[float, int]:
         # Better score first; among equal scores the earlier update wins.

@@ -11,7 +11,7 @@ import torch
 
 from nmtbucket.bucketing.batching import define_batch_sizes
 from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator
-from nmtbucket.bucketing.keys import LengthKey, LengthPair, key_lengths
+from nmtbucket.bucketing.keys import LengthKey, LengthPair, key_lengths, tokens_per_row
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.bucketing.scheme import BucketScheme
 from nmtbucket.config import SearchConfig
@@ -50,6 +50,7 @@ class SplitScores:
         return float(value)
 
     def as_dict(self) -> dict[str, float | int | str | None]:
+        """The numbers, for the metrics file."""
         return {
             "loss": self.loss,
             "perplexity": self.perplexity,
@@ -65,9 +66,12 @@ def eval_scheme(scheme: BucketScheme, lengths: torch.Tensor, token_budget: int) 
     data_max = tuple(int(v) for v in lengths.max(dim=0).values)
     largest = key_lengths(scheme.default_bucket_key)
     buckets: list[LengthKey] = list(scheme.buckets)
+    sizes = define_batch_sizes(buckets, token_budget)
     if any(d > k for d, k in zip(data_max, largest, strict=True)):
-        buckets.append(LengthPair(*(max(d, k) for d, k in zip(data_max, largest, strict=True))))
-    return BucketScheme(tuple(buckets), define_batch_sizes(buckets, token_budget))
+        extra = LengthPair(*(max(d, k) for d, k in zip(data_max, largest, strict=True)))
+        buckets.append(extra)
+        sizes[extra] = max(1, token_budget // tokens_per_row(extra))  # one row may exceed it
+    return BucketScheme(tuple(buckets), sizes)
 
 
 class Evaluator:

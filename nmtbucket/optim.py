@@ -18,6 +18,7 @@ SCHEDULES = ("inverse_sqrt", "constant", "cosine")
 def build_optimizer(
     parameters: Iterable[torch.nn.Parameter], config: TrainerConfig
 ) -> torch.optim.AdamW:
+    """AdamW with the rate, betas, epsilon and weight decay of ``config``."""
     if len(config.betas) != 2:
         raise NmtBucketError(f"trainer.betas needs two values, got {list(config.betas)}")
     return torch.optim.AdamW(
@@ -64,4 +65,5 @@ def lr_multiplier(config: TrainerConfig) -> Callable[[int], float]:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainerConfig) -> LambdaLR:
+    """Steps once per update, multiplying ``trainer.lr`` by :func:`lr_multiplier`."""
     return LambdaLR(optimizer, lr_multiplier(config))

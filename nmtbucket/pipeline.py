@@ -5,6 +5,7 @@ This is what ``nmtbucket-train`` runs once Hydra has composed the config."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 import shutil
@@ -46,11 +47,14 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     check_choices(config)
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not config.resume and (run_dir / "checkpoints" / "last.pt").exists():
+    resuming = (run_dir / "checkpoints" / "last.pt").exists()
+    if resuming and not config.resume:
         raise NmtBucketError(
             f"{run_dir} already holds a training run and resume=false; pick another run_dir "
             "(or name), or set resume=true to continue it"
         )
+    if resuming:
+        _check_resumable(run_dir, config)
     device = resolve_device(config.trainer.device)
     random.seed(config.trainer.seed)
     torch.manual_seed(config.trainer.seed)
@@ -82,9 +86,51 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     epochs = sampler_state.epoch + sampler_state.position / max(len(sampler_state), 1)
     results = _results(config, progress, test_scores, weights, time.monotonic() - started)
     results["epochs"] = round(epochs, 3)
+    stats = data.filter_stats
+    results["train_pairs"] = stats.total
+    results["train_pairs_skipped"] = {
+        "empty": stats.empty,
+        "too_long": stats.too_long,
+        "length_ratio": stats.bad_ratio,
+        "longer_than_largest_bucket": sampler.assignment.num_skipped,
+    }
     atomic_write_json(run_dir / "results.json", results)
     _print_summary(results, run_dir)
     return results
+
+
+RESUME_FIXED = ("data", "model", "bucketing")
+"""Config sections a resumed run must share with the run it continues."""
+
+
+def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume with other data, model or buckets; warn about other trainer settings
+    (limits may change; optimizer settings come from the checkpoint)."""
+    saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    now = dataclasses.asdict(config)
+    fixed = [k for s in RESUME_FIXED for k in _differences(saved.get(s), now[s], f"{s}.")]
+    if fixed:
+        raise NmtBucketError(
+            f"cannot resume {run_dir}: these settings differ from the run it holds: "
+            f"{', '.join(fixed)}; use another run_dir (or name) for a new run"
+        )
+    changed = _differences(saved.get("trainer"), now["trainer"], "trainer.")
+    if changed:
+        log.warning(
+            "resuming with changed %s; limits and validation settings take effect, optimizer "
+            "and schedule settings come from the checkpoint",
+            ", ".join(changed),
+        )
+
+
+def _differences(old: Any, new: Any, prefix: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(old.keys() | new.keys())
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')} ({old!r} -> {new!r})"]
 
 
 def _build_model(
@@ -129,9 +175,11 @@ def _test(
     """Score the test split with the best checkpoint's weights (the last ones if none)."""
     best = trainer.keeper.best_path
     weights = "last"
-    if best is not None and best.is_file():
+    if best is not None:
         model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
         weights = best.name
+    else:
+        log.warning("no best checkpoint: scoring the test split with the last weights")
     scores = _evaluator(config, data, scheme, device, "test").evaluate(model)
     hypotheses = Path(config.run_dir) / f"{data.test.name}.hyp.txt"
     hypotheses.write_text("".join(line + "\n" for line in scores.hypotheses), encoding="utf-8")

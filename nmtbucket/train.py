@@ -44,8 +44,9 @@ def _reject_unknown_keys(node: DictConfig, schema: type, path: str) -> None:
             known = ", ".join(sorted(fields))
             raise NmtBucketError(f"unknown config key {path}{key}; the keys here are: {known}")
         child = node[key]
-        if isinstance(child, DictConfig) and dataclasses.is_dataclass(child._metadata.object_type):
-            _reject_unknown_keys(child, child._metadata.object_type, f"{path}{key}.")
+        child_type = OmegaConf.get_type(child) if isinstance(child, DictConfig) else None
+        if isinstance(child_type, type) and dataclasses.is_dataclass(child_type):
+            _reject_unknown_keys(child, child_type, f"{path}{key}.")
 
 
 @hydra.main(version_base=None, config_path="pkg://nmtbucket.conf", config_name="train")

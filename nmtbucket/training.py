@@ -40,25 +40,27 @@ class TrainingDiverged(NmtBucketError):
 
 
 class Seq2SeqStep:
-    """Forward, label-smoothed loss and backward for one (micro-)batch of a bucket's module.
+    """Forward, label-smoothed loss and backward for one micro-batch of a bucket's module.
 
-    Returns the loss per target token, detached. Gradients are scaled by ``1 / accumulate`` so
-    that accumulated micro-batches average. The optimizer update is the trainer's job.
+    The gradient is that of the summed token losses divided by ``window_tokens``, the target
+    tokens of the whole accumulation window (set by the trainer before each window), so an
+    update over several micro-batches equals one over their union, however the bucket keys
+    split the tokens. Returns the micro-batch's loss per target token, detached, for logging.
+    The optimizer update is the trainer's job.
     """
 
-    def __init__(self, label_smoothing: float, accumulate: int, bf16_cuda: bool = False) -> None:
+    def __init__(self, label_smoothing: float, bf16_cuda: bool = False) -> None:
         self.label_smoothing = label_smoothing
-        self.accumulate = accumulate
         self.bf16_cuda = bf16_cuda
+        self.window_tokens = 1
 
     def __call__(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         assert batch.tgt is not None
         with self._autocast():
             logits = module(batch)  # (B, T, V)
         terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, self.label_smoothing)
-        loss = terms.loss_sum / terms.num_tokens.clamp(min=1)
-        (loss / self.accumulate).backward()
-        return loss.detach()
+        (terms.loss_sum / max(self.window_tokens, 1)).backward()
+        return (terms.loss_sum / terms.num_tokens.clamp(min=1)).detach()
 
     def _autocast(self) -> AbstractContextManager[Any]:
         if self.bf16_cuda:
@@ -130,7 +132,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         bf16_cuda = config.bf16 and device.type == "cuda"
-        self.step = step or Seq2SeqStep(config.label_smoothing, config.accumulate, bf16_cuda)
+        self.step = step or Seq2SeqStep(config.label_smoothing, bf16_cuda)
         self.optimizer = build_optimizer(model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
         higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
@@ -139,14 +141,14 @@ class Trainer:
         self.progress = TrainProgress()
         self.last_scores: SplitScores | None = None
         self._interval = _Interval()
-        self._pending = 0  # micro-batches since the last update
-        self._window_finite = True  # every loss since the last update was finite
         self._last_loss = 0.0
         self._validated_update = -1
 
     # --- state -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs: weights, optimizer, schedule, iterator position,
+        kept best checkpoints, counters and random state."""
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -162,12 +164,19 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` taken by a trainer with the same model and data."""
         if state.get("format") != "nmtbucket-train-state/1":
             raise NmtBucketError(
                 f"not an nmtbucket training state (format {state.get('format')!r})"
             )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise NmtBucketError(
+                f"the checkpoint in {self.run_dir} does not fit this model or optimizer ({err}); "
+                "resume with the settings it was trained with, or use another run_dir"
+            ) from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.train_iter.load_state_dict(state["iterator"])
         self.keeper.load_state_dict(state["keeper"])
@@ -204,15 +213,17 @@ class Trainer:
         bar = Progress(
             total, "train", enabled=self.config.progress, unit="upd", initial=self.progress.updates
         )
+        window: list[Batch] = []  # micro-batches of the next update; may span an epoch end
         try:
             while not self.progress.stop_reason:
                 for batch in self.train_iter:
-                    self._train_on(batch)
-                    if self._pending < self.config.accumulate:
+                    window.append(batch)
+                    if len(window) < self.config.accumulate:
                         continue
-                    self._update()
+                    if self._train_window(window):
+                        bar.update(1, **self._bar_fields(batch))
+                    window = []
                     self.progress.train_seconds = time.monotonic() - started
-                    bar.update(1, **self._bar_fields(batch))
                     self._after_update()
                     limit = self._limit_reached(time.monotonic() - started)
                     self.progress.stop_reason = limit or self.progress.stop_reason
@@ -220,6 +231,8 @@ class Trainer:
                         break
                 else:
                     self._after_epoch()
+                    if self.progress.stop_reason and window:  # no batch is left untrained
+                        self._train_window(window)
         finally:
             bar.close()
         if self.progress.updates and self._validated_update != self.progress.updates:
@@ -227,27 +240,33 @@ class Trainer:
         self.metrics.close()
         return self.progress
 
-    def _train_on(self, batch: Batch) -> None:
-        """Forward and backward on one micro-batch; counts its tokens."""
-        on_device = batch.to(self.device, non_blocking=True)
-        loss = float(self.model.train_step(on_device, self.step))  # host sync for the NaN check
-        assert batch.tgt_lengths is not None
-        tgt_tokens = int(batch.tgt_lengths.sum())
-        self.progress.batches += 1
-        self.progress.tgt_tokens += tgt_tokens
-        self.progress.real_tokens += batch.num_real_tokens
-        self.progress.padded_tokens += batch.num_padded_tokens
-        self._pending += 1
-        self._window_finite = self._window_finite and math.isfinite(loss)
-        self._last_loss = loss
-        self._interval.tgt_tokens += tgt_tokens
-        self._interval.loss_sum += loss if math.isfinite(loss) else 0.0
+    def _train_window(self, window: list[Batch]) -> bool:
+        """Forward and backward on each micro-batch of ``window``, then one update; returns
+        whether the update was made (False: a non-finite loss or gradient skipped it)."""
+        tgt_counts = [int(b.tgt_lengths.sum()) for b in window if b.tgt_lengths is not None]
+        self.step.window_tokens = sum(tgt_counts)
+        losses = []
+        for batch, tgt_tokens in zip(window, tgt_counts, strict=True):
+            on_device = batch.to(self.device, non_blocking=True)
+            losses.append(float(self.model.train_step(on_device, self.step)))  # host sync
+            self.progress.batches += 1
+            self.progress.tgt_tokens += tgt_tokens
+            self.progress.real_tokens += batch.num_real_tokens
+            self.progress.padded_tokens += batch.num_padded_tokens
+        self._last_loss = losses[-1]
+        finite = all(math.isfinite(loss) for loss in losses)
+        made = self._update(finite)
+        if made:
+            self._interval.loss_sum += sum(losses) / len(losses)
+            self._interval.tgt_tokens += sum(tgt_counts)
+        return made
 
-    def _update(self) -> None:
+    def _update(self, losses_finite: bool) -> bool:
         """Clip and step, unless a loss or the gradient is NaN or infinite: then skip it."""
         clip = self.config.clip_norm if self.config.clip_norm > 0 else float("inf")
         grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        if self._window_finite and math.isfinite(grad_norm):
+        made = losses_finite and math.isfinite(grad_norm)
+        if made:
             self.optimizer.step()
             self.scheduler.step()
             self.progress.updates += 1
@@ -256,8 +275,7 @@ class Trainer:
         else:
             self._skip_update(grad_norm)
         self.optimizer.zero_grad(set_to_none=True)
-        self._pending = 0
-        self._window_finite = True
+        return made
 
     def _skip_update(self, grad_norm: float) -> None:
         self.progress.nonfinite_updates += 1
@@ -338,10 +356,9 @@ class Trainer:
         if scores.bleu_signature and self.progress.validations == 1:
             log.info("BLEU signature: %s", scores.bleu_signature)
             log.info("chrF signature: %s", scores.chrf_signature)
-        state = self.state_dict()
-        self.keeper.consider(state, self.progress.updates, score)
-        state["keeper"] = self.keeper.state_dict()
-        self.keeper.save_last(state)
+        dropped = self.keeper.consider(self.model.state_dict(), self.progress.updates, score)
+        self.keeper.save_last(self.state_dict())  # names the kept best files before ...
+        self.keeper.prune(dropped)  # ... the others are deleted: a crash leaves no dangling name
 
     def _improves(self, score: float) -> bool:
         best = self.progress.best_score
@@ -356,7 +373,7 @@ class Trainer:
         self.metrics.log(
             "train",
             self.progress.updates,
-            loss=interval.loss_sum / max(interval.updates * self.config.accumulate, 1),
+            label_smoothed_loss=interval.loss_sum / max(interval.updates, 1),
             lr=self.scheduler.get_last_lr()[0],
             tgt_tokens_per_second=interval.tgt_tokens / seconds,
             padding_percent=self.progress.padding_percent,

@@ -1,5 +1,6 @@
-"""CLI `nmtbucket-translate`. Declared now so the console script exists; the command itself is
-built by the next issues and until then says so and exits with status 2."""
+"""CLI `nmtbucket-translate`. Declared now so the console script exists; the command itself
+(beam search from a checkpoint folder) is the next piece of work and until then says so and
+exits with status 2."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import sys
 
 def main() -> int:
     print(
-        "nmtbucket-translate is not built yet: this release has the bucketing core only "
-        "(see README, 'Status').",
+        "nmtbucket-translate is not built yet: this release trains and evaluates models with "
+        "nmtbucket-train (greedy decoding); see README, 'Status'.",
         file=sys.stderr,
     )
     return 2

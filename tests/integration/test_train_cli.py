@@ -71,6 +71,12 @@ def test_resume_gives_the_same_parameters_as_one_run(
     for name, tensor in expected["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
     assert resumed["iterator"] == expected["iterator"]
+    assert resumed["scheduler"] == expected["scheduler"]
+    want_state, got_state = expected["optimizer"]["state"], resumed["optimizer"]["state"]
+    assert want_state.keys() == got_state.keys()
+    for want, got in zip(want_state.values(), got_state.values(), strict=True):
+        assert torch.equal(want["exp_avg"], got["exp_avg"])
+        assert torch.equal(want["exp_avg_sq"], got["exp_avg_sq"])
 
 
 def _loss_with_nan_at(batches: set[int]) -> object:
@@ -160,3 +166,15 @@ def test_the_lstm_trains_through_the_cli(
     config = (tmp_path / "run" / "config.json").read_text()
     assert '"arch": "lstm"' in config
     assert results["updates"] == 4 and math.isfinite(results["test_loss"])
+
+
+def test_resume_refuses_another_model_or_data(
+    tmp_path: Path,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run_cli(monkeypatch, tiny_overrides(tmp_path, **{"trainer.max_updates": 1})) == 0
+    assert run_cli(monkeypatch, tiny_overrides(tmp_path, **{"model.d_model": 32})) == 1
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "model.d_model (16 -> 32)" in err

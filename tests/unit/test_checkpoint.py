@@ -77,13 +77,20 @@ def test_keeper_keeps_best_k(
 ) -> None:
     keeper = CheckpointKeeper(tmp_path, keep_best=2, higher_is_better=higher)
     for update, score in enumerate(scores, start=1):
-        keeper.consider({"update": update}, update, score)
+        dropped = keeper.consider({"w": torch.full((1,), float(update))}, update, score)
+        older = {e.name for e in dropped if e.update != update}
+        assert older <= {p.name for p in tmp_path.iterdir()}  # deleted only by prune
+        keeper.prune(dropped)
     assert [e.update for e in keeper.best] == expected
     files = sorted(p.name for p in tmp_path.glob("best-*.pt"))
     assert files == sorted(f"best-{u:08d}.pt" for u in expected)
     assert keeper.best_path == tmp_path / f"best-{expected[0]:08d}.pt"
-    assert load_checkpoint(keeper.best_path)["update"] == expected[0]
+    best = load_checkpoint(keeper.best_path)
+    assert best["update"] == expected[0] and float(best["model"]["w"]) == expected[0]
 
     restored = CheckpointKeeper(tmp_path, keep_best=2, higher_is_better=higher)
     restored.load_state_dict(keeper.state_dict())
     assert restored.best == keeper.best
+    (tmp_path / f"best-{expected[0]:08d}.pt").unlink()  # lost in a crash, say
+    restored.load_state_dict(keeper.state_dict())
+    assert [e.update for e in restored.best] == expected[1:]
