@@ -9,9 +9,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from nmtbucket.config import CHOICES
 from nmtbucket.errors import NmtBucketError
 
-FORMATS = ("jsonl", "csv")
+FORMATS = CHOICES["trainer.metrics_format"]
 
 
 class MetricsLogger:

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from nmtbucket.config import TrainerConfig
+from nmtbucket.config import CHOICES, TrainerConfig
 from nmtbucket.errors import NmtBucketError
 
-SCHEDULES = ("inverse_sqrt", "constant", "cosine")
+SCHEDULES = CHOICES["trainer.schedule"]
 
 
 def build_optimizer(

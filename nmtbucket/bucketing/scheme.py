@@ -16,10 +16,10 @@ from nmtbucket.bucketing.batching import (
     limit_lengths,
 )
 from nmtbucket.bucketing.keys import LengthKey, key_lengths, make_length_key
-from nmtbucket.config import BucketingConfig
+from nmtbucket.config import CHOICES, BucketingConfig
 from nmtbucket.errors import BucketConfigError
 
-STRATEGIES = ("auto", "grid", "diagonal", "explicit")
+STRATEGIES = CHOICES["bucketing.strategy"]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from nmtbucket.checkpoint import atomic_write_bytes
-from nmtbucket.config import DataConfig, TokenizerConfig
+from nmtbucket.config import CHOICES, DataConfig, TokenizerConfig
 from nmtbucket.data.corpus import CorpusError
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
 from nmtbucket.data.parallel import FilterStats, filter_training_pairs, read_parallel
@@ -27,7 +27,7 @@ from nmtbucket.errors import NmtBucketError
 from nmtbucket.progress import Progress
 
 ROLES = ("train", "valid", "test")
-TASKS = ("parallel", "synthetic")
+TASKS = CHOICES["data.task"]
 _CACHE_VERSION = 1  # bump when the layout of the cached arrays changes
 _ENCODE_CHUNK = 10_000  # lines per call to the tokenizer, between progress updates
 

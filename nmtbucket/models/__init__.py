@@ -10,7 +10,7 @@ from torch import nn
 
 from nmtbucket.bucketing.keys import LengthPair
 from nmtbucket.bucketing.module import BucketingModule
-from nmtbucket.config import ModelConfig
+from nmtbucket.config import CHOICES, ModelConfig
 from nmtbucket.data.tokenizer import EOS_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import EncoderState, KeyedSeq2Seq, Seq2Seq, teacher_forcing_input
@@ -21,7 +21,7 @@ ARCHS: dict[str, type[Transformer] | type[LSTMSeq2Seq]] = {
     "transformer": Transformer,
     "lstm": LSTMSeq2Seq,
 }
-LSTM_ATTENTION = ("dot", "general")
+LSTM_ATTENTION = CHOICES["model.attention"]
 
 Seq2SeqSymGen = Callable[[LengthPair], KeyedSeq2Seq]
 

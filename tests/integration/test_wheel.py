@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.train_cli import read_results, tiny_overrides, write_tiny_corpus
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -64,8 +66,10 @@ def test_installed_wheel_composes_an_experiment(wheel: Path, tmp_path: Path) -> 
         check=True,
     ).stdout
     assert location.startswith(str(target))  # the wheel, not the checkout
+    script = target / "bin" / "nmtbucket-train"
+    assert script.is_file()
     shown = subprocess.run(
-        [sys.executable, "-m", "nmtbucket.train", "+experiment=demo", "--cfg", "job"],
+        [str(script), "+experiment=demo", "--cfg", "job"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -73,3 +77,14 @@ def test_installed_wheel_composes_an_experiment(wheel: Path, tmp_path: Path) -> 
     )
     assert shown.returncode == 0, shown.stderr
     assert "name: demo" in shown.stdout and "task: synthetic" in shown.stdout
+
+    write_tiny_corpus(tmp_path / "data")
+    trained = subprocess.run(
+        [str(script), *tiny_overrides(tmp_path, **{"trainer.max_updates": 2})],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert read_results(tmp_path / "run")["updates"] == 2
