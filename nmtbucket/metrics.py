@@ -48,6 +48,25 @@ class MetricsLogger:
                     self._writer.add_scalar(f"{kind}/{name}", value, update)
             self._writer.flush()
 
+    def forget_after(self, update: int) -> None:
+        """Drop rows logged after ``update``: a resumed run logs those updates again."""
+        paths = [self.run_dir / "metrics.jsonl", *self.run_dir.glob("metrics-*.csv")]
+        for path in paths:
+            if not path.is_file():
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if path.suffix == ".jsonl":
+                kept = [line for line in lines if json.loads(line)["update"] <= update]
+            else:
+                rows = list(csv.reader(lines))
+                column = rows[0].index("update") if rows else 0
+                kept = lines[:1] + [
+                    line
+                    for line, row in zip(lines[1:], rows[1:], strict=True)
+                    if int(row[column]) <= update
+                ]
+            path.write_text("".join(kept), encoding="utf-8")
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

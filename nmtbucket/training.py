@@ -190,6 +190,7 @@ class Trainer:
         if not self.keeper.last_path.is_file():
             return False
         self.load_state_dict(load_checkpoint(self.keeper.last_path))
+        self.metrics.forget_after(self.progress.updates)
         log.info(
             "resumed from %s at update %d (epoch %d, batch %d of it)",
             self.keeper.last_path,

@@ -72,6 +72,8 @@ def test_resume_gives_the_same_parameters_as_one_run(
         assert torch.equal(tensor, resumed["model"][name]), name
     assert resumed["iterator"] == expected["iterator"]
     assert resumed["scheduler"] == expected["scheduler"]
+    logged = [r["update"] for r in read_metrics(tmp_path / "halves") if r["kind"] == "train"]
+    assert logged == [1, 2, 3, 4, 5, 6]
     want_state, got_state = expected["optimizer"]["state"], resumed["optimizer"]["state"]
     assert want_state.keys() == got_state.keys()
     for want, got in zip(want_state.values(), got_state.values(), strict=True):

@@ -39,6 +39,21 @@ def test_csv_has_one_file_per_kind_with_a_header(tmp_path: Path) -> None:
     assert (tmp_path / "metrics-valid.csv").read_text().splitlines()[0] == "kind,update,bleu"
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_rows_after_a_resumed_update_are_forgotten(tmp_path: Path, fmt: str) -> None:
+    logger = MetricsLogger(tmp_path, fmt, tensorboard=False)
+    for update in (1, 2, 3):
+        logger.log("train", update, loss=float(update))
+    logger.forget_after(2)
+    logger.log("train", 3, loss=0.5)  # the resumed run's row for update 3
+    if fmt == "jsonl":
+        rows = [(r["update"], r["loss"]) for r in read_metrics(tmp_path)]
+    else:
+        with (tmp_path / "metrics-train.csv").open() as file:
+            rows = [(int(r["update"]), float(r["loss"])) for r in csv.DictReader(file)]
+    assert rows == [(1, 1.0), (2, 2.0), (3, 0.5)]
+
+
 def test_unknown_format_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(NmtBucketError, match=r"trainer\.metrics_format must be one of"):
         MetricsLogger(tmp_path, "parquet")
