@@ -180,3 +180,30 @@ def test_resume_refuses_another_model_or_data(
     assert run_cli(monkeypatch, tiny_overrides(tmp_path, **{"model.d_model": 32})) == 1
     err = capsys.readouterr().err
     assert "cannot resume" in err and "model.d_model (16 -> 32)" in err
+
+
+def test_patience_stops_a_run_that_no_longer_improves(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen = {"trainer.lr": 0.0, "trainer.validate_every": 1, "trainer.patience": 2}
+    frozen |= {"trainer.early_stopping_metric": "loss", "trainer.validate_bleu": False}
+    frozen |= {"trainer.max_updates": 20}
+    assert run_cli(monkeypatch, tiny_overrides(tmp_path, **frozen)) == 0
+    results = read_results(tmp_path / "run")
+    # Update 1 sets the best loss; with a zero rate updates 2 and 3 cannot beat it.
+    assert results["updates"] == 3
+    assert results["stop_reason"] == "early stopping: loss did not improve in 2 validations"
+
+
+def test_max_epochs_stops_after_whole_epochs(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = tiny_overrides(tmp_path, **{"trainer.max_updates": 0, "trainer.max_epochs": 2})
+    assert run_cli(monkeypatch, overrides) == 0
+    results = read_results(tmp_path / "run")
+    assert results["stop_reason"] == "reached trainer.max_epochs=2"
+    assert results["epochs"] == 2.0
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    per_epoch = results["updates"] // 2
+    position = state["iterator"]["epoch"] * per_epoch + state["iterator"]["position"]
+    assert per_epoch > 1 and position == 2 * per_epoch  # saved at the end of the second epoch
