@@ -178,19 +178,13 @@ class Evaluator:
         )
 
     def _chunks(self, order: list[int]) -> list[list[int]]:
-        sources = self.split.dataset.streams[0]
-        chunks: list[list[int]] = []
-        current: list[int] = []
-        for index in order:  # ascending length: the last row of a chunk is its longest
-            candidate = [*current, index]
-            longest = len(sources[index])
-            cost = len(candidate) * (
-                longest + int(self._max_output_lengths(torch.tensor([longest]))[0])
-            )
-            if current and cost > self.search.token_budget:
-                chunks.append(current)
-                candidate = [index]
-            current = candidate
-        if current:
-            chunks.append(current)
-        return chunks
+        """Consecutive runs of ``order`` (ascending source length, so a run's last row is its
+        longest) whose rows x (longest source + its output limit) fit ``search.token_budget``."""
+        src_lengths = self.split.dataset.streams[0].lengths  # (N,)
+        row_cost = (src_lengths + self._max_output_lengths(src_lengths)).tolist()  # (N,)
+        chunks: list[list[int]] = [[]]
+        for index in order:
+            if chunks[-1] and (len(chunks[-1]) + 1) * row_cost[index] > self.search.token_budget:
+                chunks.append([])
+            chunks[-1].append(index)
+        return [chunk for chunk in chunks if chunk]
