@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -118,10 +119,7 @@ class Evaluator:
                 num_tokens=num_tokens,
             )
             if with_bleu:
-                core = seq2seq_core(model)
-                scores.hypotheses = self.translate(
-                    lambda src, lens, out: greedy_search(core, src, lens, out)
-                )
+                scores.hypotheses = self.translate(partial(greedy_search, seq2seq_core(model)))
                 bleu = translation_scores(scores.hypotheses, self.split.ref_lines)
                 scores.bleu, scores.chrf = bleu.bleu, bleu.chrf
                 scores.bleu_signature, scores.chrf_signature = (

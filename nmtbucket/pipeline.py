@@ -85,6 +85,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     sampler_state = trainer.train_iter.sampler
     epochs = sampler_state.epoch + sampler_state.position / max(len(sampler_state), 1)
     results = _results(config, progress, test_scores, weights, time.monotonic() - started)
+    results["device"] = str(device)
     results["epochs"] = round(epochs, 3)
     stats = data.filter_stats
     results["train_pairs"] = stats.total
@@ -205,6 +206,7 @@ def _results(
         "chrf_signature": test.chrf_signature,
         "test_weights": weights,
         "updates": progress.updates,
+        "batches": progress.batches,
         "stop_reason": progress.stop_reason,
         "best_valid_score": progress.best_score,
         "early_stopping_metric": config.trainer.early_stopping_metric,
@@ -214,7 +216,6 @@ def _results(
         "real_tokens_per_second": progress.real_tokens / seconds,
         "padding_percent": progress.padding_percent,
         "nonfinite_updates": progress.nonfinite_updates,
-        "device": str(resolve_device(config.trainer.device)),
     }
 
 

@@ -23,7 +23,7 @@ from nmtbucket.config import TrainerConfig
 from nmtbucket.data.batch import Batch
 from nmtbucket.data.tokenizer import PAD_ID
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.evaluator import Evaluator, SplitScores
+from nmtbucket.evaluator import Evaluator
 from nmtbucket.loss import label_smoothed_cross_entropy
 from nmtbucket.metrics import MetricsLogger
 from nmtbucket.optim import build_optimizer, build_scheduler
@@ -139,7 +139,6 @@ class Trainer:
         self.keeper = CheckpointKeeper(self.run_dir / "checkpoints", config.keep_best, higher)
         self.metrics = MetricsLogger(self.run_dir, config.metrics_format, config.tensorboard)
         self.progress = TrainProgress()
-        self.last_scores: SplitScores | None = None
         self._interval = _Interval()
         self._last_loss = 0.0
         self._validated_update = -1
@@ -336,7 +335,6 @@ class Trainer:
     def _validate_and_save(self) -> None:
         self._validated_update = self.progress.updates
         scores = self.evaluator.evaluate(self.model, with_bleu=self.config.validate_bleu)
-        self.last_scores = scores
         self.progress.validations += 1
         score = scores.metric(self.config.early_stopping_metric)
         improved = self._improves(score)
