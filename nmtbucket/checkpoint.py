@@ -85,23 +85,36 @@ class BestEntry:
     score: float
 
 
+def snapshot_name(update: int) -> str:
+    """File name of the weight snapshot taken after ``update`` updates."""
+    return f"update-{update:08d}.pt"
+
+
 class CheckpointKeeper:
-    """Keeps ``last.pt`` (the whole training state) and the ``keep_best`` best checkpoints of a
-    run (model weights only) in ``directory``.
+    """Keeps, in ``directory``, ``last.pt`` (the whole training state), the ``keep_best`` best
+    checkpoints by validation score and the ``keep_last`` most recent weight snapshots (both
+    weights only, the inputs of checkpoint averaging).
 
     ``higher_is_better`` says which way the validation score points (BLEU up, loss down). The
-    list of best checkpoints is part of the training state, so a resumed run keeps pruning it.
-    To stay consistent through a crash, save ``last.pt`` (which names the kept files) between
-    :meth:`consider` and :meth:`prune`.
+    kept lists are part of the training state, so a resumed run keeps pruning them. To stay
+    consistent through a crash, save ``last.pt`` (which names the kept files) between
+    :meth:`consider` or :meth:`snapshot` and :meth:`prune`.
     """
 
-    def __init__(self, directory: str | Path, keep_best: int, higher_is_better: bool) -> None:
-        if keep_best < 0:
-            raise NmtBucketError(f"trainer.keep_best must be >= 0, got {keep_best}")
+    def __init__(
+        self, directory: str | Path, keep_best: int, higher_is_better: bool, keep_last: int = 0
+    ) -> None:
+        if keep_best < 0 or keep_last < 0:
+            raise NmtBucketError(
+                f"trainer.keep_best and trainer.keep_last must be >= 0, got {keep_best} and "
+                f"{keep_last}"
+            )
         self.directory = Path(directory)
         self.keep_best = keep_best
+        self.keep_last = keep_last
         self.higher_is_better = higher_is_better
         self.best: list[BestEntry] = []
+        self.recent: list[int] = []  # updates of the kept snapshots, oldest first
 
     @property
     def last_path(self) -> Path:
@@ -117,38 +130,57 @@ class CheckpointKeeper:
 
     def consider(
         self, model_state: Mapping[str, torch.Tensor], update: int, score: float
-    ) -> list[BestEntry]:
-        """Save the weights as a best checkpoint if they rank among the best K. Returns the
-        entries that fell out of the best K, for :meth:`prune` once ``last.pt`` is saved."""
+    ) -> list[str]:
+        """Save the weights as a best checkpoint if they rank among the best K. Returns the file
+        names that fell out of the best K, for :meth:`prune` once ``last.pt`` is saved."""
         entry = BestEntry(f"best-{update:08d}.pt", update, score)
-        ranked = sorted([*self.best, entry], key=self._rank)
+        ranked = sorted([e for e in self.best if e.update != update] + [entry], key=self._rank)
         kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
         if entry in kept:
-            weights = {"format": WEIGHTS_FORMAT, "model": dict(model_state), "update": update}
-            save_checkpoint(self.directory / entry.name, {**weights, "score": score})
+            _save_weights(self.directory / entry.name, model_state, update, score=score)
         self.best = kept
-        return dropped
+        return [e.name for e in dropped]
 
-    def prune(self, dropped: list[BestEntry]) -> None:
-        """Delete the files of entries that are no longer among the best."""
-        for old in dropped:
-            (self.directory / old.name).unlink(missing_ok=True)
+    def snapshot(self, model_state: Mapping[str, torch.Tensor], update: int) -> list[str]:
+        """Save the weights as the newest of the ``keep_last`` snapshots (nothing when it is
+        0). Returns the file names of snapshots that are no longer kept, for :meth:`prune`."""
+        if self.keep_last == 0:
+            return []
+        _save_weights(self.directory / snapshot_name(update), model_state, update)
+        updates = sorted({*self.recent, update})
+        self.recent = updates[-self.keep_last :]
+        return [snapshot_name(u) for u in updates[: -self.keep_last]]
+
+    def prune(self, dropped: list[str]) -> None:
+        """Delete the named files (checkpoints that are no longer kept)."""
+        for name in dropped:
+            (self.directory / name).unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": [[e.name, e.update, e.score] for e in self.best]}
+        return {"best": [[e.name, e.update, e.score] for e in self.best], "recent": self.recent}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the list of best checkpoints; entries whose file is gone are dropped."""
+        """Restore the kept lists; entries whose file is gone are dropped with a warning."""
         entries = [BestEntry(str(n), int(u), float(s)) for n, u, s in state["best"]]
         self.best = [e for e in entries if (self.directory / e.name).is_file()]
-        for missing in sorted(set(entries) - set(self.best), key=lambda e: e.update):
-            log.warning(
-                "best checkpoint %s is missing; forgetting it", self.directory / missing.name
-            )
+        recent = [int(u) for u in state.get("recent", [])]  # absent before snapshots existed
+        self.recent = [u for u in recent if (self.directory / snapshot_name(u)).is_file()]
+        missing = {e.name for e in entries} - {e.name for e in self.best}
+        missing |= {snapshot_name(u) for u in recent if u not in self.recent}
+        for name in sorted(missing):
+            log.warning("checkpoint %s is missing; forgetting it", self.directory / name)
 
     def _rank(self, entry: BestEntry) -> tuple[float, int]:
         # Better score first; among equal scores the earlier update wins.
         return (-entry.score if self.higher_is_better else entry.score, entry.update)
+
+
+def _save_weights(
+    path: Path, model_state: Mapping[str, torch.Tensor], update: int, **extra: float
+) -> None:
+    save_checkpoint(
+        path, {"format": WEIGHTS_FORMAT, "model": dict(model_state), "update": update, **extra}
+    )
 
 
 def _fsync_directory(directory: Path) -> None:

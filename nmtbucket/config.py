@@ -140,7 +140,9 @@ class TrainerConfig:
     validate_bleu: bool = True  # decode the validation set for BLEU/chrF (else loss only)
     early_stopping_metric: str = "bleu"  # bleu | chrf | loss | perplexity
     patience: int = 10  # validations without improvement before stopping (0: never stop)
-    keep_best: int = 3  # best checkpoints kept besides the last one
+    keep_best: int = 3  # best checkpoints (by validation score) kept besides last.pt
+    save_every: int = 0  # updates between saves of last.pt and a weight snapshot (0: off)
+    keep_last: int = 0  # recent weight snapshots kept, for averaging (translate average=K)
     max_bad_updates: int = 5  # consecutive non-finite losses that stop the run
     log_every: int = 100  # updates between metric lines
     progress: bool = True  # a progress bar on stderr

@@ -136,7 +136,9 @@ class Trainer:
         self.optimizer = build_optimizer(model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
         higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
-        self.keeper = CheckpointKeeper(self.run_dir / "checkpoints", config.keep_best, higher)
+        self.keeper = CheckpointKeeper(
+            self.run_dir / "checkpoints", config.keep_best, higher, config.keep_last
+        )
         self.metrics = MetricsLogger(self.run_dir, config.metrics_format, config.tensorboard)
         self.progress = TrainProgress()
         self._interval = _Interval()
@@ -237,6 +239,8 @@ class Trainer:
             bar.close()
         if self.progress.updates and self._validated_update != self.progress.updates:
             self._validate_and_save()
+        if self.config.keep_last and self.progress.updates not in self.keeper.recent:
+            self._save(self.keeper.snapshot(self.model.state_dict(), self.progress.updates))
         self.metrics.close()
         return self.progress
 
@@ -309,6 +313,9 @@ class Trainer:
         every = self.config.validate_every
         if every and updates and updates % every == 0 and self._validated_update != updates:
             self._validate_and_save()
+        every = self.config.save_every
+        if every and updates and updates % every == 0:
+            self._save(self.keeper.snapshot(self.model.state_dict(), updates))
 
     def _after_epoch(self) -> None:
         epoch = self.train_iter.sampler.epoch  # already advanced to the next epoch
@@ -355,8 +362,11 @@ class Trainer:
         if scores.bleu_signature and self.progress.validations == 1:
             log.info("BLEU signature: %s", scores.bleu_signature)
             log.info("chrF signature: %s", scores.chrf_signature)
-        dropped = self.keeper.consider(self.model.state_dict(), self.progress.updates, score)
-        self.keeper.save_last(self.state_dict())  # names the kept best files before ...
+        self._save(self.keeper.consider(self.model.state_dict(), self.progress.updates, score))
+
+    def _save(self, dropped: list[str]) -> None:
+        """Save ``last.pt`` and then delete the ``dropped`` checkpoint files."""
+        self.keeper.save_last(self.state_dict())  # names the kept files before ...
         self.keeper.prune(dropped)  # ... the others are deleted: a crash leaves no dangling name
 
     def _improves(self, score: float) -> bool:

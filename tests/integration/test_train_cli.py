@@ -26,7 +26,8 @@ def test_a_run_writes_results_metrics_checkpoints_and_translations(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    overrides = tiny_overrides(tmp_path, **{"trainer.keep_best": 1})
+    snapshots = {"trainer.save_every": 1, "trainer.keep_last": 2}
+    overrides = tiny_overrides(tmp_path, **{"trainer.keep_best": 1}, **snapshots)
     assert run_cli(monkeypatch, overrides) == 0
     run = tmp_path / "run"
     results = read_results(run)
@@ -41,7 +42,8 @@ def test_a_run_writes_results_metrics_checkpoints_and_translations(
     rows = read_metrics(run)
     assert [r["update"] for r in rows if r["kind"] == "valid"] == [2, 4]
     assert [r["update"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
-    assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.pt", results["test_weights"]}
+    kept = {"last.pt", results["test_weights"], "update-00000003.pt", "update-00000004.pt"}
+    assert {p.name for p in (run / "checkpoints").iterdir()} == kept
     test_lines = (corpus / "test.en").read_text().splitlines()
     hypotheses = (run / "test.hyp.txt").read_text().split("\n")[:-1]
     assert len(hypotheses) == len(test_lines)  # the empty and the over-long line are kept

@@ -78,7 +78,7 @@ def test_keeper_keeps_best_k(
     keeper = CheckpointKeeper(tmp_path, keep_best=2, higher_is_better=higher)
     for update, score in enumerate(scores, start=1):
         dropped = keeper.consider({"w": torch.full((1,), float(update))}, update, score)
-        older = {e.name for e in dropped if e.update != update}
+        older = set(dropped) - {f"best-{update:08d}.pt"}
         assert older <= {p.name for p in tmp_path.iterdir()}  # deleted only by prune
         keeper.prune(dropped)
     assert [e.update for e in keeper.best] == expected
@@ -94,3 +94,30 @@ def test_keeper_keeps_best_k(
     (tmp_path / f"best-{expected[0]:08d}.pt").unlink()  # lost in a crash, say
     restored.load_state_dict(keeper.state_dict())
     assert [e.update for e in restored.best] == expected[1:]
+
+
+def test_keeper_keeps_the_last_k_snapshots(tmp_path: Path) -> None:
+    keeper = CheckpointKeeper(tmp_path, keep_best=1, higher_is_better=True, keep_last=2)
+    for update in (100, 200, 300):
+        dropped = keeper.snapshot({"w": torch.full((1,), float(update))}, update)
+        assert set(dropped) <= {p.name for p in tmp_path.iterdir()}  # deleted only by prune
+        keeper.prune(dropped)
+    assert keeper.recent == [200, 300]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "update-00000200.pt",
+        "update-00000300.pt",
+    ]
+    assert float(load_checkpoint(tmp_path / "update-00000300.pt")["model"]["w"]) == 300
+
+    restored = CheckpointKeeper(tmp_path, keep_best=1, higher_is_better=True, keep_last=2)
+    (tmp_path / "update-00000200.pt").unlink()
+    restored.load_state_dict(keeper.state_dict())
+    assert restored.recent == [300]
+    restored.load_state_dict({"best": []})  # a state saved before snapshots existed
+    assert restored.recent == []
+
+
+def test_keeper_without_snapshots_writes_none(tmp_path: Path) -> None:
+    keeper = CheckpointKeeper(tmp_path, keep_best=1, higher_is_better=True)
+    assert keeper.snapshot({"w": torch.zeros(1)}, 5) == []
+    assert list(tmp_path.iterdir()) == []
