@@ -106,13 +106,17 @@ class ModelConfig:
 
 @dataclass
 class SearchConfig:
-    """Decoding for validation BLEU and the final test translation."""
+    """Decoding: validation BLEU and the test translation in training, and nmtbucket-translate.
 
-    beam_size: int = 1  # 1: greedy (beam search arrives with nmtbucket-translate)
+    Beam size 1 is greedy search. Hypotheses are ranked by log-probability divided by the GNMT
+    length penalty ``((5 + length) / 6) ** length_penalty`` (0: no normalisation)."""
+
+    beam_size: int = 1
+    length_penalty: float = 1.0  # GNMT alpha
     max_output_ratio: float = 2.0  # output tokens <= ratio x source tokens + max_output_extra
     max_output_extra: int = 10
     max_output_len: int = 200  # absolute cap on output tokens
-    token_budget: int = 8192  # source tokens x (1 + max output) per decoding batch, roughly
+    token_budget: int = 8192  # sentences x beam x (source length + output limit) per batch
 
 
 @dataclass
@@ -164,6 +168,22 @@ class TrainConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
 
 
+@dataclass
+class TranslateConfig:
+    """Everything ``nmtbucket-translate`` needs: the root of ``conf/translate.yaml``."""
+
+    checkpoint: str = ""  # a run directory written by nmtbucket-train (required)
+    input: str | None = None  # a text file, one sentence per line; None or "-": stdin
+    output: str | None = None  # None or "-": stdout
+    reference: str | None = None  # a reference file: print BLEU and chrF to stderr
+    weights: str = "best"  # best | last | a checkpoint file
+    average: int = 1  # average the K best (weights=best) or K newest snapshots (weights=last)
+    nbest: int = 1  # >1: write "index ||| translation ||| score" lines, nbest per input
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: bool = True  # a progress bar on stderr
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(beam_size=5))
+
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.task": ("parallel", "synthetic"),
     "data.tokenizer.model_type": ("unigram", "bpe"),
@@ -177,6 +197,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.metrics_format": ("jsonl", "csv"),
 }
 """The allowed values of every string option that names a choice, by its config path."""
+
+
+EARLY_STOPPING_METRICS = {"bleu": True, "chrf": True, "loss": False, "perplexity": False}
+"""Validation metrics a run can select checkpoints by, each with whether higher is better."""
 
 
 def check_choices(config: TrainConfig) -> None:

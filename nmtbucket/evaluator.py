@@ -1,10 +1,10 @@
 """Scores a model on a held-out split (validation or test): teacher-forced loss and perplexity
-over every target token, then greedy translation of every source line, detokenised and scored
-with sacrebleu BLEU and chrF against the raw references. No line is ever dropped."""
+over every target token, then translation of every source line (greedy or beam search, as
+``search`` says), detokenised and scored with sacrebleu BLEU and chrF against the raw
+references. No line is ever dropped."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -18,12 +18,13 @@ from nmtbucket.bucketing.scheme import BucketScheme
 from nmtbucket.config import SearchConfig
 from nmtbucket.data.prepare import EvalSplit
 from nmtbucket.data.tokenizer import PAD_ID, SentencePieceTokenizer
+from nmtbucket.decoding import SearchFn, decode_in_buckets, define_source_buckets
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.evaluation import perplexity, translation_scores
 from nmtbucket.loss import label_smoothed_cross_entropy
 from nmtbucket.models import seq2seq_core
 from nmtbucket.progress import Progress
-from nmtbucket.search import greedy_search, max_output_lengths
+from nmtbucket.search import beam_search
 
 
 @dataclass
@@ -89,14 +90,10 @@ class Evaluator:
         device: torch.device,
         progress: bool = True,
     ) -> None:
-        if search.beam_size != 1:
-            raise NmtBucketError(
-                f"search.beam_size={search.beam_size}: only greedy search (beam_size=1) is built "
-                "so far; beam search arrives with nmtbucket-translate"
-            )
         self.split = split
         lengths = split.dataset.lengths  # (N, 2)
         self.scheme = eval_scheme(scheme, lengths, token_budget)
+        self.src_buckets = define_source_buckets(self.scheme.buckets)
         sampler = BucketBatchSampler(
             lengths, self.scheme.buckets, self.scheme.batch_sizes, overlong="error", shuffle=False
         )
@@ -119,7 +116,13 @@ class Evaluator:
                 num_tokens=num_tokens,
             )
             if with_bleu:
-                scores.hypotheses = self.translate(partial(greedy_search, seq2seq_core(model)))
+                search_fn = partial(
+                    beam_search,
+                    seq2seq_core(model),
+                    beam_size=self.search.beam_size,
+                    alpha=self.search.length_penalty,
+                )
+                scores.hypotheses = self.translate(search_fn)
                 bleu = translation_scores(scores.hypotheses, self.split.ref_lines)
                 scores.bleu, scores.chrf = bleu.bleu, bleu.chrf
                 scores.bleu_signature, scores.chrf_signature = (
@@ -142,47 +145,19 @@ class Evaluator:
             num_tokens += int(terms.num_tokens)
         return nll_sum, num_tokens
 
-    def translate(
-        self, search_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], list[list[int]]]
-    ) -> list[str]:
-        """Detokenised output for every source line, in input order. Lines are sorted by length
-        and batched so that rows x (source + output length) stays within the token budget."""
+    def translate(self, search_fn: SearchFn) -> list[str]:
+        """Detokenised best hypothesis for every source line, in input order, decoded in the
+        source-length buckets of the evaluation keys."""
         sources = self.split.dataset.streams[0]
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-        outputs: list[str] = [""] * len(sources)
         with Progress(
-            len(order), f"translate {self.split.name}", enabled=self.progress, unit="sent"
+            len(sources), f"translate {self.split.name}", enabled=self.progress, unit="sent"
         ) as bar:
-            for chunk in self._chunks(order):
-                src_lengths = torch.tensor([len(sources[i]) for i in chunk])  # (B,)
-                src = torch.full((len(chunk), int(src_lengths.max())), PAD_ID, dtype=torch.int64)
-                for row, index in enumerate(chunk):
-                    src[row, : src_lengths[row]] = sources[index]
-                limits = self._max_output_lengths(src_lengths)
-                ids = search_fn(
-                    src.to(self.device), src_lengths.to(self.device), limits.to(self.device)
-                )
-                for index, tokens in zip(chunk, ids, strict=True):
-                    outputs[index] = self.tgt_tokenizer.decode(tokens)
-                bar.update(len(chunk))
-        return outputs
-
-    def _max_output_lengths(self, src_lengths: torch.Tensor) -> torch.Tensor:
-        return max_output_lengths(
-            src_lengths,
-            self.search.max_output_ratio,
-            self.search.max_output_extra,
-            self.search.max_output_len,
-        )
-
-    def _chunks(self, order: list[int]) -> list[list[int]]:
-        """Consecutive runs of ``order`` (ascending source length, so a run's last row is its
-        longest) whose rows x (longest source + its output limit) fit ``search.token_budget``."""
-        src_lengths = self.split.dataset.streams[0].lengths  # (N,)
-        row_cost = (src_lengths + self._max_output_lengths(src_lengths)).tolist()  # (N,)
-        chunks: list[list[int]] = [[]]
-        for index in order:
-            if chunks[-1] and (len(chunks[-1]) + 1) * row_cost[index] > self.search.token_budget:
-                chunks.append([])
-            chunks[-1].append(index)
-        return [chunk for chunk in chunks if chunk]
+            found = decode_in_buckets(
+                [sources[i] for i in range(len(sources))],
+                self.src_buckets,
+                self.search,
+                search_fn,
+                self.device,
+                bar,
+            )
+        return [self.tgt_tokenizer.decode(hypotheses[0].tokens) for hypotheses in found]

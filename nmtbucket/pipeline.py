@@ -23,22 +23,13 @@ from nmtbucket.checkpoint import atomic_write_json, load_checkpoint
 from nmtbucket.config import TrainConfig, check_choices
 from nmtbucket.data.prepare import PreparedData, prepare_data
 from nmtbucket.data.tokenizer import PAD_ID
+from nmtbucket.device import resolve_device
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.evaluator import Evaluator, SplitScores
 from nmtbucket.models import build_sym_gen, count_parameters
 from nmtbucket.training import Trainer, TrainProgress
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU; an unavailable CUDA device is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NmtBucketError(f"trainer.device={name} but CUDA is not available; use cpu or auto")
-    return device
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:

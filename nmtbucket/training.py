@@ -19,7 +19,7 @@ from nmtbucket.bucketing.iterator import BucketIterator
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.checkpoint import CheckpointKeeper, load_checkpoint
-from nmtbucket.config import TrainerConfig
+from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
 from nmtbucket.data.batch import Batch
 from nmtbucket.data.tokenizer import PAD_ID
 from nmtbucket.errors import NmtBucketError
@@ -31,7 +31,6 @@ from nmtbucket.progress import Progress
 
 log = logging.getLogger(__name__)
 
-EARLY_STOPPING_METRICS = {"bleu": True, "chrf": True, "loss": False, "perplexity": False}
 """Metric name -> whether higher is better."""
 
 

@@ -11,14 +11,16 @@ from nmtbucket.bucketing.scheme import BucketScheme, build_bucket_scheme
 from nmtbucket.config import BucketingConfig, DataConfig, SearchConfig, TokenizerConfig
 from nmtbucket.data.prepare import prepare_data
 from nmtbucket.evaluator import Evaluator, eval_scheme
+from nmtbucket.search import Hypothesis
 from tests.integration.train_cli import write_tiny_corpus
 
 
 def _copy_search(
-    src: torch.Tensor, src_lengths: torch.Tensor, limits: torch.Tensor
-) -> list[list[int]]:
+    src: torch.Tensor, src_lengths: torch.Tensor, limits: torch.Tensor, state_len: int
+) -> list[list[Hypothesis]]:
     """A stand-in for a model: 'translates' each row into its own source ids (EOS dropped)."""
-    return [row[: int(n) - 1].tolist() for row, n in zip(src, src_lengths, strict=True)]
+    rows = [row[: int(n) - 1].tolist() for row, n in zip(src, src_lengths, strict=True)]
+    return [[Hypothesis(tokens, 0.0, 0.0)] for tokens in rows]
 
 
 def test_translations_come_back_in_input_order_and_nothing_is_dropped(tmp_path: Path) -> None:

@@ -78,9 +78,8 @@ def test_unknown_choice_fails_before_any_work() -> None:
 
 def test_the_modules_accept_exactly_the_listed_choices() -> None:
     from nmtbucket.bucketing.batching import OVERLONG_POLICIES
-    from nmtbucket.config import CHOICES
+    from nmtbucket.config import CHOICES, EARLY_STOPPING_METRICS
     from nmtbucket.models import ARCHS
-    from nmtbucket.training import EARLY_STOPPING_METRICS
 
     assert set(ARCHS) == set(CHOICES["model.arch"])
     assert set(EARLY_STOPPING_METRICS) == set(CHOICES["trainer.early_stopping_metric"])

@@ -1,0 +1,158 @@
+"""The Python translation API: ``Translator.from_checkpoint(run_dir).translate(lines)``.
+
+Lines are tokenised, empty ones answered without decoding, over-long ones truncated to the
+largest source bucket (with a warning, never dropped), the rest decoded by beam search in
+source-length buckets, and the detokenised results returned in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmtbucket.config import SearchConfig
+from nmtbucket.data.tokenizer import EOS_ID, SentencePieceTokenizer
+from nmtbucket.decoding import decode_in_buckets, define_source_buckets
+from nmtbucket.device import resolve_device
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.models.base import Seq2Seq
+from nmtbucket.progress import Progress
+from nmtbucket.run_folder import RunFolder
+from nmtbucket.search import Hypothesis, beam_search
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One hypothesis for one input line."""
+
+    text: str  # detokenised
+    score: float  # log-probability / length penalty: what ranks hypotheses (0 for empty input)
+    log_prob: float  # sum of token log-probabilities, EOS included
+
+
+class Translator:
+    """Translates lines with one model, its tokenizers and its source-length buckets."""
+
+    def __init__(
+        self,
+        core: Seq2Seq[Any],
+        src_tokenizer: SentencePieceTokenizer,
+        tgt_tokenizer: SentencePieceTokenizer,
+        src_buckets: Sequence[int],
+        search: SearchConfig | None = None,
+        device: str | torch.device = "cpu",
+        progress: bool = False,
+    ) -> None:
+        self.search = search or SearchConfig(beam_size=5)
+        _check_search(self.search)
+        if not src_buckets or min(src_buckets) < 1:
+            raise NmtBucketError(f"source buckets must be positive lengths, got {src_buckets}")
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.core = core.to(self.device).eval()
+        self.src_tokenizer = src_tokenizer
+        self.tgt_tokenizer = tgt_tokenizer
+        self.src_buckets = sorted(set(src_buckets))
+        self.progress = progress
+        self.truncated_lines = 0  # lines the last call had to truncate
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        weights: str = "best",
+        average: int = 1,
+        search: SearchConfig | None = None,
+        device: str | torch.device = "auto",
+        progress: bool = False,
+    ) -> Translator:
+        """The translator of the run directory ``path``; ``weights`` and ``average`` choose the
+        checkpoint(s) as :meth:`RunFolder.weight_paths` describes."""
+        folder = RunFolder.open(path)
+        core = folder.build_model(weights, average)
+        src_tokenizer, tgt_tokenizer = folder.tokenizers()
+        buckets = define_source_buckets(folder.buckets)
+        return cls(core, src_tokenizer, tgt_tokenizer, buckets, search, device, progress)
+
+    @property
+    def max_src_len(self) -> int:
+        """Source tokens (EOS included) of the largest bucket; longer inputs are truncated."""
+        return self.src_buckets[-1]
+
+    def translate(self, lines: Sequence[str]) -> list[str]:
+        """The best translation of each line, in order; an empty line gives an empty one."""
+        return [hypotheses[0].text for hypotheses in self.translate_nbest(lines, nbest=1)]
+
+    def translate_nbest(self, lines: Sequence[str], nbest: int = 1) -> list[list[Translation]]:
+        """The ``nbest`` best translations of each line, best first."""
+        if not 1 <= nbest <= self.search.beam_size:
+            raise NmtBucketError(
+                f"nbest={nbest} must be between 1 and the beam size ({self.search.beam_size})"
+            )
+        sources = self._encode(lines)
+        todo = [i for i, tokens in enumerate(sources) if tokens]
+        search_fn = partial(
+            beam_search,
+            self.core,
+            beam_size=self.search.beam_size,
+            alpha=self.search.length_penalty,
+            nbest=nbest,
+        )
+        with Progress(len(todo), "translate", enabled=self.progress, unit="sent") as bar:
+            found = decode_in_buckets(
+                [sources[i] for i in todo],
+                self.src_buckets,
+                self.search,
+                search_fn,
+                self.device,
+                bar,
+            )
+        empty = [Translation("", 0.0, 0.0)] * nbest
+        results: list[list[Translation]] = [empty for _ in lines]
+        for index, hypotheses in zip(todo, found, strict=True):
+            results[index] = [self._detokenise(h) for h in hypotheses]
+        return results
+
+    def _encode(self, lines: Sequence[str]) -> list[list[int]]:
+        """Token ids with EOS, truncated to the largest bucket; [] for a line with no tokens."""
+        self.truncated_lines = 0
+        sources: list[list[int]] = []
+        for number, ids in enumerate(self.src_tokenizer.encode(lines), start=1):
+            if not ids:
+                sources.append([])
+                continue
+            if len(ids) + 1 > self.max_src_len:
+                self.truncated_lines += 1
+                log.warning(
+                    "line %d has %d tokens; truncated to the first %d (the largest source "
+                    "bucket holds %d with the end-of-sentence token)",
+                    number,
+                    len(ids),
+                    self.max_src_len - 1,
+                    self.max_src_len,
+                )
+                ids = ids[: self.max_src_len - 1]
+            sources.append([*ids, EOS_ID])
+        return sources
+
+    def _detokenise(self, hypothesis: Hypothesis) -> Translation:
+        text = self.tgt_tokenizer.decode(hypothesis.tokens)
+        return Translation(text, hypothesis.score, hypothesis.log_prob)
+
+
+def _check_search(search: SearchConfig) -> None:
+    if search.beam_size < 1:
+        raise NmtBucketError(f"search.beam_size must be at least 1, got {search.beam_size}")
+    if search.token_budget < 1:
+        raise NmtBucketError(f"search.token_budget must be positive, got {search.token_budget}")
+    if search.length_penalty < 0:
+        raise NmtBucketError(
+            f"search.length_penalty must be >= 0 (GNMT alpha), got {search.length_penalty}"
+        )

@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Translation benchmark: test-set BLEU/chrF and sentences per second of a trained run, for
+several beam sizes and checkpoint choices (one checkpoint or the average of several).
+
+Every variant translates the run's test split with the Python API
+(``Translator.from_checkpoint(run).translate(lines)``) ``--repeats`` times after one untimed
+warm-up batch; the table gives the sacreBLEU scores (identical across repeats) and the median
+sentences per second (model loading excluded). Writes JSON with the machine, versions, command
+and date.
+
+  python scripts/bench_translate.py runs/multi30k_transformer_cpu --data-root ../shared/data \\
+      --beams 1 5 --weights best last:5 best:3 --json bench/results/translate-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmtbucket.config import SearchConfig
+from nmtbucket.data.corpus import read_lines
+from nmtbucket.evaluation import translation_scores
+from nmtbucket.run_folder import RunFolder
+from nmtbucket.translator import Translator
+
+
+def parse_weights(spec: str) -> tuple[str, int]:
+    """``best``, ``last``, ``best:K`` or ``last:K`` (average K) into (weights, average)."""
+    name, _, count = spec.partition(":")
+    return name, int(count or 1)
+
+
+def read_test_split(folder: RunFolder, data_root: str | None) -> tuple[list[str], list[str], str]:
+    """Source and reference lines of the run's test split, and the split's name."""
+    data = folder.config["data"]
+    if data["task"] != "parallel":
+        raise SystemExit("this benchmark reads a parallel corpus; the run used another task")
+    root = Path(data_root or data["root"] or os.environ.get("NMTBUCKET_DATA_ROOT", ""))
+    base = root / data["dir"] / data["test"]
+    src = read_lines(f"{base}.{data['src_lang']}")
+    ref = read_lines(f"{base}.{data['tgt_lang']}")
+    return src, ref, data["test"]
+
+
+def measure(translator: Translator, src: list[str], ref: list[str], repeats: int) -> dict[str, Any]:
+    translator.translate(src[:32])  # warm-up: first-call allocations, thread pools
+    seconds, outputs = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        outputs = translator.translate(src)
+        seconds.append(time.perf_counter() - started)
+    scores = translation_scores(outputs, ref)
+    median = statistics.median(seconds)
+    return {
+        "bleu": scores.bleu,
+        "chrf": scores.chrf,
+        "bleu_signature": scores.bleu_signature,
+        "seconds": seconds,
+        "median_seconds": median,
+        "sentences_per_second": len(src) / median,
+        "truncated_lines": translator.truncated_lines,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="a run directory written by nmtbucket-train")
+    parser.add_argument("--data-root", help="default: the run's data.root, $NMTBUCKET_DATA_ROOT")
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        default=["best"],
+        help="checkpoints: best, last, best:K or last:K (average K); the first is timed at "
+        "every beam size, the others only at the largest",
+    )
+    parser.add_argument("--length-penalty", type=float, default=1.0)
+    parser.add_argument("--token-budget", type=int, default=SearchConfig.token_budget)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+
+    folder = RunFolder.open(args.run)
+    src, ref, split = read_test_split(folder, args.data_root)
+    variants = [(args.weights[0], beam) for beam in args.beams]
+    variants += [(spec, max(args.beams)) for spec in args.weights[1:]]
+    rows = []
+    for spec, beam in variants:
+        weights, average = parse_weights(spec)
+        search = SearchConfig(
+            beam_size=beam, length_penalty=args.length_penalty, token_budget=args.token_budget
+        )
+        translator = Translator.from_checkpoint(
+            args.run, weights=weights, average=average, search=search, device=args.device
+        )
+        row = {"weights": spec, "beam_size": beam, **measure(translator, src, ref, args.repeats)}
+        rows.append(row)
+        print(
+            f"{spec:>8}  beam {beam}  BLEU {row['bleu']:.2f}  chrF {row['chrf']:.2f}  "
+            f"{row['sentences_per_second']:.1f} sent/s (median of {args.repeats})",
+            flush=True,
+        )
+    result = {
+        "benchmark": "translate",
+        "run": str(args.run),
+        "split": split,
+        "sentences": len(src),
+        "length_penalty": args.length_penalty,
+        "token_budget": args.token_budget,
+        "rows": rows,
+        "device": args.device,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "command": " ".join(sys.argv),
+        "date": datetime.date.today().isoformat(),
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Decoding in source-length buckets: bucket choice, batch sizes within the token budget, and
+results back in input order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmtbucket.bucketing.keys import LengthPair
+from nmtbucket.config import SearchConfig
+from nmtbucket.data.tokenizer import PAD_ID
+from nmtbucket.decoding import (
+    decode_in_buckets,
+    define_source_buckets,
+    pad_sources,
+    plan_batches,
+    rows_per_batch,
+)
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.search import Hypothesis
+
+
+def test_source_buckets_are_the_distinct_source_lengths() -> None:
+    keys = [LengthPair(8, 9), LengthPair(4, 6), LengthPair(8, 12), LengthPair(2, 2)]
+    assert define_source_buckets(keys) == [2, 4, 8]
+
+
+@pytest.mark.parametrize(
+    ("src_len", "beam", "budget", "expected"),
+    [
+        (10, 1, 300, 10),  # limit 2 x 10 + 0 = 20: 300 // (1 x 30)
+        (10, 5, 300, 2),  # 300 // (5 x 30)
+        (10, 5, 100, 1),  # never fewer than one row
+        (4, 2, 1000, 41),  # limit 8 (ratio 2, extra 0): 1000 // (2 x 12)
+    ],
+)
+def test_rows_per_batch(src_len: int, beam: int, budget: int, expected: int) -> None:
+    search = SearchConfig(beam_size=beam, token_budget=budget, max_output_extra=0)
+    assert rows_per_batch(src_len, search) == expected
+
+
+def test_plan_puts_each_input_in_the_smallest_bucket_that_holds_it() -> None:
+    search = SearchConfig(beam_size=1, token_budget=36, max_output_extra=0)  # 3 rows at 4, 1 at 8
+    lengths = [3, 8, 1, 4, 5, 2, 4]
+    plan = plan_batches(lengths, [2, 4, 8], search)
+    assert plan == [(2, [2, 5]), (4, [0, 3, 6]), (8, [1]), (8, [4])]
+
+
+@pytest.mark.parametrize("bad", [0, 9])
+def test_plan_rejects_empty_or_too_long_inputs(bad: int) -> None:
+    with pytest.raises(NmtBucketError, match=r"decoding needs 1 to 8"):
+        plan_batches([3, bad], [4, 8], SearchConfig())
+
+
+def test_pad_sources() -> None:
+    assert pad_sources([[5, 6], [7]], 3).tolist() == [[5, 6, PAD_ID], [7, PAD_ID, PAD_ID]]
+
+
+def test_results_come_back_in_input_order_with_static_shapes_per_bucket() -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def echo(
+        src: torch.Tensor, lengths: torch.Tensor, limits: torch.Tensor, state_len: int
+    ) -> list:
+        assert state_len == 2 * src.shape[1] + 10
+        shapes.append(tuple(src.shape))
+        assert bool((limits == 2 * lengths + 10).all())
+        return [
+            [Hypothesis(row[: int(n)].tolist(), 0.0, 0.0)]
+            for row, n in zip(src, lengths, strict=True)
+        ]
+
+    sources = [[4, 5, 3], [6, 3], [7, 8, 9, 10, 3], [11, 3]]
+    search = SearchConfig(beam_size=1, token_budget=50)  # 3 rows of length 2, 2 of 5
+    found = decode_in_buckets(sources, [2, 5], search, echo, torch.device("cpu"))
+    assert [h[0].tokens for h in found] == sources
+    assert shapes == [(2, 2), (2, 5)]  # every batch padded to its bucket's source length
