@@ -35,11 +35,13 @@ from nmtbucket.config import (
     TokenizerConfig,
     TrainConfig,
     TrainerConfig,
+    TranslateConfig,
 )
 from nmtbucket.data import Batch, SequenceDataset, TokenSequences, collate
 from nmtbucket.errors import BucketConfigError, NmtBucketError, SymGenError
 from nmtbucket.models import build_sym_gen
 from nmtbucket.pipeline import run_training
+from nmtbucket.translator import Translation, Translator
 
 __version__ = "0.1.0"
 
@@ -71,6 +73,9 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "TrainerConfig",
+    "TranslateConfig",
+    "Translation",
+    "Translator",
     "assign_buckets",
     "build_bucket_scheme",
     "build_sym_gen",

@@ -75,14 +75,19 @@ def run_translate(config: TranslateConfig) -> None:
 
 def format_output(results: Sequence[Sequence[Translation]], nbest: int) -> str:
     """One line per input with ``nbest`` 1; else Moses-style ``index ||| text ||| score`` lines
-    (index from 0), ``nbest`` per input, best first."""
+    (index from 0), ``nbest`` per input, best first. A line break inside a translation (a
+    target vocabulary could hold one) becomes a space, so lines stay aligned with the input."""
     if nbest == 1:
-        return "".join(f"{hypotheses[0].text}\n" for hypotheses in results)
+        return "".join(f"{_one_line(hypotheses[0].text)}\n" for hypotheses in results)
     return "".join(
-        f"{index} ||| {h.text} ||| {h.score:.6f}\n"
+        f"{index} ||| {_one_line(h.text)} ||| {h.score:.6f}\n"
         for index, hypotheses in enumerate(results)
         for h in hypotheses
     )
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _read_input(path: str | None) -> list[str]:

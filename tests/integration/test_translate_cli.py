@@ -68,6 +68,19 @@ def test_files_in_and_out_with_a_reference(
     assert "BLEU" in captured.err and "chrF" in captured.err and "nrefs:1" in captured.err
 
 
+def test_a_file_without_a_final_newline(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("red\n\ncat dog", encoding="utf-8")
+    output = tmp_path / "out.txt"
+    output.write_text("old output\n", encoding="utf-8")
+    overrides = [f"checkpoint={tiny_run}", f"input={source}", f"output={output}"]
+    assert _run(monkeypatch, *overrides, "progress=false") == 0
+    lines = output.read_text(encoding="utf-8").split("\n")
+    assert lines[:-1] == _expected(tiny_run, ["red", "", "cat dog"]) and lines[-1] == ""
+
+
 def test_nbest_lines(
     tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,4 +1,5 @@
-"""A tiny trained run directory, made once per test session, for the translation tests."""
+"""A tiny trained run directory, made once per test session, for the translation tests (a
+fixture registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
