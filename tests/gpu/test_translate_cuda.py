@@ -25,5 +25,7 @@ def test_cuda_best_scores_equal_cpu_best_scores(tiny_run: Path, beam: int) -> No
     on_cuda = Translator.from_checkpoint(tiny_run, search=search, device="cuda")
     assert on_cuda.device.type == "cuda"
     # A barely trained model has near-ties that rounding may flip, so compare scores, not text.
-    for got, want in zip(on_cuda.translate_nbest(LINES), on_cpu.translate_nbest(LINES), strict=True):
+    for got, want in zip(
+        on_cuda.translate_nbest(LINES), on_cpu.translate_nbest(LINES), strict=True
+    ):
         assert got[0].score == pytest.approx(want[0].score, abs=1e-3)
