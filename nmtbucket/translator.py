@@ -96,7 +96,7 @@ class Translator:
             raise NmtBucketError(
                 f"nbest={nbest} must be between 1 and the beam size ({self.search.beam_size})"
             )
-        sources = self._encode(lines)
+        sources = self.encode(lines)
         todo = [i for i, tokens in enumerate(sources) if tokens]
         search_fn = partial(
             beam_search,
@@ -120,7 +120,7 @@ class Translator:
             results[index] = [self._detokenise(h) for h in hypotheses]
         return results
 
-    def _encode(self, lines: Sequence[str]) -> list[list[int]]:
+    def encode(self, lines: Sequence[str]) -> list[list[int]]:
         """Token ids with EOS, truncated to the largest bucket; [] for a line with no tokens."""
         self.truncated_lines = 0
         sources: list[list[int]] = []

@@ -2,7 +2,7 @@
 """Translation benchmark: test-set BLEU/chrF and sentences per second of a trained run, for
 several beam sizes and checkpoint choices (one checkpoint or the average of several).
 
-Every variant translates the run's test split with the Python API
+Every variant translates the run's test split (or ``--split``) with the Python API
 (``Translator.from_checkpoint(run).translate(lines)``) ``--repeats`` times after one untimed
 warm-up batch; the table gives the sacreBLEU scores (identical across repeats) and the median
 sentences per second (model loading excluded). Writes JSON with the machine, versions, command
@@ -29,8 +29,10 @@ import torch
 
 from nmtbucket.config import SearchConfig
 from nmtbucket.data.corpus import read_lines
+from nmtbucket.decoding import decode_in_buckets
 from nmtbucket.evaluation import translation_scores
 from nmtbucket.run_folder import RunFolder
+from nmtbucket.search import Hypothesis, greedy_search
 from nmtbucket.translator import Translator
 
 
@@ -40,16 +42,43 @@ def parse_weights(spec: str) -> tuple[str, int]:
     return name, int(count or 1)
 
 
-def read_test_split(folder: RunFolder, data_root: str | None) -> tuple[list[str], list[str], str]:
-    """Source and reference lines of the run's test split, and the split's name."""
+def read_split(
+    folder: RunFolder, data_root: str | None, split: str | None
+) -> tuple[list[str], list[str], str]:
+    """Source and reference lines of a split of the run's corpus (default: its test split), and
+    the split's name."""
     data = folder.config["data"]
     if data["task"] != "parallel":
         raise SystemExit("this benchmark reads a parallel corpus; the run used another task")
     root = Path(data_root or data["root"] or os.environ.get("NMTBUCKET_DATA_ROOT", ""))
-    base = root / data["dir"] / data["test"]
+    split = split or data["test"]
+    base = root / data["dir"] / split
     src = read_lines(f"{base}.{data['src_lang']}")
     ref = read_lines(f"{base}.{data['tgt_lang']}")
-    return src, ref, data["test"]
+    return src, ref, split
+
+
+def same_as_greedy(translator: Translator, src: list[str], outputs: list[str]) -> int:
+    """How many of ``outputs`` (beam 1) equal plain greedy search's translation."""
+
+    def greedy(
+        src: torch.Tensor, lengths: torch.Tensor, limits: torch.Tensor, state_len: int
+    ) -> list[list[Hypothesis]]:
+        return [
+            [Hypothesis(t, 0.0, 0.0)] for t in greedy_search(translator.core, src, lengths, limits)
+        ]
+
+    sources = translator.encode(src)
+    found = decode_in_buckets(
+        [s for s in sources if s],
+        translator.src_buckets,
+        translator.search,
+        greedy,
+        translator.device,
+    )
+    texts = iter(translator.tgt_tokenizer.decode(h[0].tokens) for h in found)
+    greedy_outputs = [next(texts) if s else "" for s in sources]
+    return sum(a == b for a, b in zip(outputs, greedy_outputs, strict=True))
 
 
 def measure(translator: Translator, src: list[str], ref: list[str], repeats: int) -> dict[str, Any]:
@@ -61,6 +90,10 @@ def measure(translator: Translator, src: list[str], ref: list[str], repeats: int
         seconds.append(time.perf_counter() - started)
     scores = translation_scores(outputs, ref)
     median = statistics.median(seconds)
+    same = None
+    if translator.search.beam_size == 1:
+        same = same_as_greedy(translator, src, outputs)
+        print(f"beam 1 equals greedy search on {same} of {len(src)} sentences", flush=True)
     return {
         "bleu": scores.bleu,
         "chrf": scores.chrf,
@@ -69,6 +102,7 @@ def measure(translator: Translator, src: list[str], ref: list[str], repeats: int
         "median_seconds": median,
         "sentences_per_second": len(src) / median,
         "truncated_lines": translator.truncated_lines,
+        "same_as_greedy": same,
     }
 
 
@@ -76,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run directory written by nmtbucket-train")
     parser.add_argument("--data-root", help="default: the run's data.root, $NMTBUCKET_DATA_ROOT")
+    parser.add_argument("--split", help="the corpus split to translate (default: the test split)")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     parser.add_argument(
         "--weights",
@@ -92,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = RunFolder.open(args.run)
-    src, ref, split = read_test_split(folder, args.data_root)
+    src, ref, split = read_split(folder, args.data_root, args.split)
     variants = [(args.weights[0], beam) for beam in args.beams]
     variants += [(spec, max(args.beams)) for spec in args.weights[1:]]
     rows = []
