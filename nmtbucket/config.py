@@ -203,11 +203,30 @@ EARLY_STOPPING_METRICS = {"bleu": True, "chrf": True, "loss": False, "perplexity
 """Validation metrics a run can select checkpoints by, each with whether higher is better."""
 
 
+def check_search(search: SearchConfig) -> None:
+    """Fail at start on search settings no decoding could use (``search.*`` keys named)."""
+    if search.beam_size < 1:
+        raise NmtBucketError(f"search.beam_size must be at least 1, got {search.beam_size}")
+    if search.token_budget < 1:
+        raise NmtBucketError(f"search.token_budget must be positive, got {search.token_budget}")
+    if search.length_penalty < 0:
+        raise NmtBucketError(
+            f"search.length_penalty must be >= 0 (GNMT alpha), got {search.length_penalty}"
+        )
+    if search.max_output_len < 1 or search.max_output_ratio < 0:
+        raise NmtBucketError(
+            "search.max_output_len must be at least 1 and search.max_output_ratio at least 0, "
+            f"got {search.max_output_len} and {search.max_output_ratio}"
+        )
+
+
 def check_choices(config: TrainConfig) -> None:
-    """Fail at start, before any data work, on an option value that names no known choice."""
+    """Fail at start, before any data work, on an option value that names no known choice, or
+    on search settings no decoding could use."""
     for path, allowed in CHOICES.items():
         value: object = config
         for part in path.split("."):
             value = getattr(value, part)
         if value not in allowed:
             raise NmtBucketError(f"{path} must be one of {allowed}, got {value!r}")
+    check_search(config.search)

@@ -50,8 +50,8 @@ def plan_batches(
         position = bisect.bisect_left(src_buckets, length)
         if length < 1 or position == len(src_buckets):
             raise NmtBucketError(
-                f"input {index} has {length} tokens; decoding needs 1 to {src_buckets[-1]} "
-                "(truncate longer inputs first)"
+                f"source {index} (counting from 0) has {length} tokens; decoding needs 1 to "
+                f"{src_buckets[-1]} (leave out empty sources and truncate longer ones first)"
             )
         members.setdefault(src_buckets[position], []).append(index)
     batches: list[tuple[int, list[int]]] = []

@@ -20,4 +20,9 @@ def resolve_device(name: str, option: str = "trainer.device") -> torch.device:
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise NmtBucketError(f"{option}={name} but CUDA is not available; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise NmtBucketError(
+            f"{option}={name} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            "use cuda:0 .. cuda:N-1, or auto"
+        )
     return device

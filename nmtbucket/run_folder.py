@@ -125,10 +125,14 @@ class RunFolder:
         if len(candidates) < average:
             kind = "best checkpoints" if weights == "best" else "weight snapshots"
             setting = "trainer.keep_best" if weights == "best" else "trainer.keep_last"
+            fix = f"average fewer, or train with {setting}>={average}"
+            if not candidates:
+                fix = "use weights=last, or train with validation and trainer.keep_best>=1"
+                if weights == "last":
+                    fix = f"use weights=last with average=1, or train with {setting}>={average}"
             raise NmtBucketError(
                 f"average={average} with weights={weights} needs {average} {kind}, but "
-                f"{self.checkpoints} holds {len(candidates)}; average fewer, or train with "
-                f"{setting}>={average}"
+                f"{self.checkpoints} holds {len(candidates)}; {fix}"
             )
         return candidates[:average]
 

@@ -31,8 +31,6 @@ from nmtbucket.progress import Progress
 
 log = logging.getLogger(__name__)
 
-"""Metric name -> whether higher is better."""
-
 
 class TrainingDiverged(NmtBucketError):
     """Too many updates in a row had a non-finite loss or gradient."""

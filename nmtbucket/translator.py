@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from nmtbucket.config import SearchConfig
+from nmtbucket.config import SearchConfig, check_search
 from nmtbucket.data.tokenizer import EOS_ID, SentencePieceTokenizer
 from nmtbucket.decoding import decode_in_buckets, define_source_buckets
 from nmtbucket.device import resolve_device
@@ -25,6 +25,7 @@ from nmtbucket.models.base import Seq2Seq
 from nmtbucket.progress import Progress
 from nmtbucket.run_folder import RunFolder
 from nmtbucket.search import Hypothesis, beam_search
+from nmtbucket.search.beam import check_beam_arguments
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ class Translator:
         progress: bool = False,
     ) -> None:
         self.search = search or SearchConfig(beam_size=5)
-        _check_search(self.search)
+        check_search(self.search)
         if not src_buckets or min(src_buckets) < 1:
             raise NmtBucketError(f"source buckets must be positive lengths, got {src_buckets}")
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device = (
+            device if isinstance(device, torch.device) else resolve_device(device, "device")
+        )
         self.core = core.to(self.device).eval()
         self.src_tokenizer = src_tokenizer
         self.tgt_tokenizer = tgt_tokenizer
@@ -92,10 +95,7 @@ class Translator:
 
     def translate_nbest(self, lines: Sequence[str], nbest: int = 1) -> list[list[Translation]]:
         """The ``nbest`` best translations of each line, best first."""
-        if not 1 <= nbest <= self.search.beam_size:
-            raise NmtBucketError(
-                f"nbest={nbest} must be between 1 and the beam size ({self.search.beam_size})"
-            )
+        check_beam_arguments(self.search.beam_size, nbest)
         sources = self.encode(lines)
         todo = [i for i, tokens in enumerate(sources) if tokens]
         search_fn = partial(
@@ -114,8 +114,7 @@ class Translator:
                 self.device,
                 bar,
             )
-        empty = [Translation("", 0.0, 0.0)] * nbest
-        results: list[list[Translation]] = [empty for _ in lines]
+        results = [[Translation("", 0.0, 0.0)] * nbest for _ in lines]
         for index, hypotheses in zip(todo, found, strict=True):
             results[index] = [self._detokenise(h) for h in hypotheses]
         return results
@@ -145,14 +144,3 @@ class Translator:
     def _detokenise(self, hypothesis: Hypothesis) -> Translation:
         text = self.tgt_tokenizer.decode(hypothesis.tokens)
         return Translation(text, hypothesis.score, hypothesis.log_prob)
-
-
-def _check_search(search: SearchConfig) -> None:
-    if search.beam_size < 1:
-        raise NmtBucketError(f"search.beam_size must be at least 1, got {search.beam_size}")
-    if search.token_budget < 1:
-        raise NmtBucketError(f"search.token_budget must be positive, got {search.token_budget}")
-    if search.length_penalty < 0:
-        raise NmtBucketError(
-            f"search.length_penalty must be >= 0 (GNMT alpha), got {search.length_penalty}"
-        )

@@ -10,6 +10,8 @@ and date.
 
   python scripts/bench_translate.py runs/multi30k_transformer_cpu --data-root ../shared/data \\
       --beams 1 5 --weights best last:5 best:3 --json bench/results/translate-cpu.json
+  python scripts/bench_translate.py runs/multi30k_transformer_cpu --split val --beams 5 \\
+      --repeats 1 --length-penalties 0 0.6 1 1.5 2   # choose the length penalty on val
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def measure(translator: Translator, src: list[str], ref: list[str], repeats: int
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run directory written by nmtbucket-train")
     parser.add_argument("--data-root", help="default: the run's data.root, $NMTBUCKET_DATA_ROOT")
@@ -119,39 +121,55 @@ def main() -> None:
         help="checkpoints: best, last, best:K or last:K (average K); the first is timed at "
         "every beam size, the others only at the largest",
     )
-    parser.add_argument("--length-penalty", type=float, default=1.0)
+    parser.add_argument(
+        "--length-penalties",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="GNMT alphas; every variant runs with each",
+    )
     parser.add_argument("--token-budget", type=int, default=SearchConfig.token_budget)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the results here")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def run_variant(
+    args: argparse.Namespace, spec: str, beam: int, alpha: float, src: list[str], ref: list[str]
+) -> dict[str, Any]:
+    """Load the checkpoint(s) ``spec`` names and measure beam ``beam`` with penalty ``alpha``."""
+    weights, average = parse_weights(spec)
+    search = SearchConfig(beam_size=beam, length_penalty=alpha, token_budget=args.token_budget)
+    translator = Translator.from_checkpoint(
+        args.run, weights=weights, average=average, search=search, device=args.device
+    )
+    row = {"weights": spec, "beam_size": beam, "length_penalty": alpha}
+    row |= measure(translator, src, ref, args.repeats)
+    print(
+        f"{spec:>8}  beam {beam}  alpha {alpha}  BLEU {row['bleu']:.2f}  chrF {row['chrf']:.2f}  "
+        f"{row['sentences_per_second']:.1f} sent/s (median of {args.repeats})",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    args = parse_args()
     folder = RunFolder.open(args.run)
     src, ref, split = read_split(folder, args.data_root, args.split)
     variants = [(args.weights[0], beam) for beam in args.beams]
     variants += [(spec, max(args.beams)) for spec in args.weights[1:]]
-    rows = []
-    for spec, beam in variants:
-        weights, average = parse_weights(spec)
-        search = SearchConfig(
-            beam_size=beam, length_penalty=args.length_penalty, token_budget=args.token_budget
-        )
-        translator = Translator.from_checkpoint(
-            args.run, weights=weights, average=average, search=search, device=args.device
-        )
-        row = {"weights": spec, "beam_size": beam, **measure(translator, src, ref, args.repeats)}
-        rows.append(row)
-        print(
-            f"{spec:>8}  beam {beam}  BLEU {row['bleu']:.2f}  chrF {row['chrf']:.2f}  "
-            f"{row['sentences_per_second']:.1f} sent/s (median of {args.repeats})",
-            flush=True,
-        )
+    rows = [
+        run_variant(args, spec, beam, alpha, src, ref)
+        for alpha in args.length_penalties
+        for spec, beam in variants
+    ]
     result = {
         "benchmark": "translate",
         "run": str(args.run),
         "split": split,
         "sentences": len(src),
-        "length_penalty": args.length_penalty,
         "token_budget": args.token_budget,
         "rows": rows,
         "device": args.device,

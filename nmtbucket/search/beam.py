@@ -23,6 +23,7 @@ from nmtbucket.search.beam_pieces import (
     top_k_candidates,
     update_finished,
 )
+from nmtbucket.search.limits import forbid_tokens
 
 
 @dataclass
@@ -122,7 +123,9 @@ def beam_search(
     prev_tokens = torch.full((batch * beam_size,), bos_id, device=src_lengths.device)  # (B*K,)
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B*K, V)
-        log_probs = F.log_softmax(logits.float(), dim=-1).view(batch, beam_size, -1)  # (B, K, V)
+        # Forbidden tokens are masked after the softmax: scores stay the model's log-probs.
+        log_probs = forbid_tokens(F.log_softmax(logits.float(), dim=-1))  # (B*K, V)
+        log_probs = log_probs.view(batch, beam_size, -1)  # (B, K, V)
         beams, rows = advance(beams, log_probs, step, limits, nbest, alpha, eos_id)
         state = core.reorder_state(state, rows)
         prev_tokens = beams.history[:, step]  # (B*K,)

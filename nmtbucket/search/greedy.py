@@ -8,7 +8,7 @@ import torch
 
 from nmtbucket.data.tokenizer import BOS_ID, EOS_ID
 from nmtbucket.models.base import Seq2Seq
-from nmtbucket.search.limits import trim_outputs
+from nmtbucket.search.limits import forbid_tokens, trim_outputs
 
 
 def greedy_steps(
@@ -30,7 +30,7 @@ def greedy_steps(
     outputs = []
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B, V)
-        prev_tokens = logits.argmax(dim=-1)  # (B,)
+        prev_tokens = forbid_tokens(logits).argmax(dim=-1)  # (B,)
         outputs.append(prev_tokens)
         finished = finished | (prev_tokens == eos_id) | (max_output_lens <= step + 1)
         if bool(finished.all()):

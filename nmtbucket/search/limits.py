@@ -1,10 +1,21 @@
-"""Output length limits for decoding, and cutting decoded ids to each row's answer."""
+"""What decoding may produce: output length limits, tokens a hypothesis never outputs, and
+cutting decoded ids to each row's answer."""
 
 from __future__ import annotations
 
 import torch
 
+from nmtbucket.data.tokenizer import BOS_ID, PAD_ID
 from nmtbucket.errors import NmtBucketError
+
+NEVER_OUTPUT = (PAD_ID, BOS_ID)
+"""Ids no hypothesis may produce: they are never training labels, but an undertrained model can
+still rank them first, and they would detokenise to nothing."""
+
+
+def forbid_tokens(scores: torch.Tensor, token_ids: tuple[int, ...] = NEVER_OUTPUT) -> torch.Tensor:
+    """``scores`` (..., V) (logits or log-probs) with -inf at ``token_ids`` (a copy)."""
+    return scores.index_fill(-1, torch.tensor(token_ids, device=scores.device), float("-inf"))
 
 
 def max_output_lengths(

@@ -99,11 +99,11 @@ def test_nbest_lines(
     [
         ([], "checkpoint is required"),
         (["checkpoint=/nowhere"], "checkpoint folder not found"),
-        (["nbest=9"], "nbest=9 must be between 1 and the beam size"),
+        (["nbest=9"], "nbest must be between 1 and search.beam_size (5), got 9"),
         (["weights=best", "average=7"], "average=7 with weights=best needs 7"),
         (["+search.beam=3"], "unknown config key search.beam"),
         (["reference=REF"], "has 2 lines but the input stdin has 1"),
-        (["device=tpu"], "device=tpu is not a device"),
+        (["device=tpu"], "error: device=tpu is not a device; use auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_errors_say_what_to_change(

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from nmtbucket.config import SearchConfig
+from nmtbucket.data.tokenizer import EOS_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.run_folder import RunFolder
 from nmtbucket.translator import Translator
@@ -37,6 +38,9 @@ def test_one_output_per_line_in_order_with_empty_lines_kept(tiny_run: Path) -> N
     assert len(outputs) == len(LINES)
     assert outputs[1] == "" and outputs[4] == ""
     assert all("\n" not in line for line in outputs)
+    scored = translator.translate_nbest(LINES)
+    assert scored[1][0].log_prob == 0.0 and scored[4][0].log_prob == 0.0  # never decoded
+    assert all(scored[i][0].log_prob < 0 for i in (0, 2, 3, 5))  # decoded, EOS at least
     reversed_order = translator.translate(LINES[::-1])
     assert reversed_order == outputs[::-1]
 
@@ -66,7 +70,7 @@ def test_nbest_is_sorted_and_its_first_is_the_translation(tiny_run: Path) -> Non
         assert hypotheses[0].text == best
         scores = [h.score for h in hypotheses]
         assert scores == sorted(scores, reverse=True)
-    with pytest.raises(NmtBucketError, match=r"nbest=5 must be between 1 and the beam size"):
+    with pytest.raises(NmtBucketError, match=r"nbest must be between 1 and search\.beam_size"):
         translator.translate_nbest(LINES, nbest=5)
 
 
@@ -79,9 +83,8 @@ def test_an_over_long_line_is_truncated_with_a_warning(
         outputs = translator.translate(["red", long_line])
     assert len(outputs) == 2 and translator.truncated_lines == 1
     assert "line 2 has" in caplog.text and "truncated" in caplog.text
-    truncated = translator.src_tokenizer.encode([long_line])[0][: translator.max_src_len - 1]
-    cut_line = translator.src_tokenizer.decode(truncated)
-    assert translator.translate([cut_line]) == outputs[1:]
+    ids = translator.src_tokenizer.encode([long_line])[0]
+    assert translator.encode([long_line]) == [[*ids[: translator.max_src_len - 1], EOS_ID]]
 
 
 def test_unicode_survives(tiny_run: Path) -> None:

@@ -29,6 +29,7 @@ from nmtbucket.search.beam_pieces import (
     top_k_candidates,
     update_finished,
 )
+from nmtbucket.search.limits import NEVER_OUTPUT
 from tests.unit.test_search import CopyCore
 
 VOCAB = 10
@@ -417,7 +418,7 @@ def test_batch_beams_equal_one_sentence_at_a_time(arch: str) -> None:
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_a_beam_holding_every_sequence_is_exhaustive_search(arch: str, alpha: float) -> None:
     """With a limit of 2 and K = V * V nothing is ever pruned, so the best hypothesis is the best
-    of all sequences, scored here independently by teacher forcing."""
+    of all sequences without a forbidden token, scored here independently by teacher forcing."""
     core = tiny_model(arch)
     src, src_lengths = torch.tensor([[5, 7, 6, EOS_ID]]), torch.tensor([4])
     encoded = core.encode(src.expand(VOCAB, -1), src_lengths.expand(VOCAB))
@@ -425,11 +426,25 @@ def test_a_beam_holding_every_sequence_is_exhaustive_search(arch: str, alpha: fl
     log_probs = F.log_softmax(core.decode(tgt_in, encoded).float(), dim=-1)  # (V, 2, V)
     one, two = length_penalty(torch.tensor([1, 2]), alpha).tolist()
     candidates: list[tuple[float, list[int]]] = [(log_probs[0, 0, EOS_ID].item() / one, [])]
-    for first in set(range(VOCAB)) - {EOS_ID}:
-        for second in range(VOCAB):
+    allowed = set(range(VOCAB)) - set(NEVER_OUTPUT)
+    for first in allowed - {EOS_ID}:
+        for second in allowed:
             score = (log_probs[0, 0, first] + log_probs[first, 1, second]).item() / two
             candidates.append((score, [first] if second == EOS_ID else [first, second]))
     score, tokens = max(candidates)
     (got,) = beam_search(core, src, src_lengths, torch.tensor([2]), VOCAB * VOCAB, alpha)
     assert got[0].tokens == tokens
     assert got[0].score == pytest.approx(score, abs=1e-5)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_pad_and_bos_are_never_output_even_when_most_likely(beam_size: int) -> None:
+    """An undertrained model may rank BOS or PAD first; search must pick real tokens."""
+    core = CopyCore()  # certain of src[b, t]: here BOS, then PAD, then 5, then EOS
+    src = torch.tensor([[BOS_ID, PAD_ID, 5, EOS_ID]])
+    (got,) = beam_search(core, src, torch.tensor([4]), torch.tensor([4]), beam_size)
+    assert len(got[0].tokens) == 3 and got[0].tokens[2] == 5  # then EOS, as scripted
+    assert BOS_ID not in got[0].tokens and PAD_ID not in got[0].tokens
+    (greedy,) = greedy_search(CopyCore(), src, torch.tensor([4]), torch.tensor([4]))
+    assert len(greedy) == 3 and greedy[2] == 5
+    assert BOS_ID not in greedy and PAD_ID not in greedy

@@ -129,3 +129,12 @@ def test_batch_results_equal_one_at_a_time(arch: str) -> None:
         assert alone == [row]
         assert len(row) <= limits[b]
     assert any(len(row) > 1 for row in batched)  # the test exercises more than one step
+
+
+def test_forbid_tokens_masks_pad_and_bos_only() -> None:
+    from nmtbucket.search.limits import forbid_tokens
+
+    logits = torch.zeros(2, 5)
+    masked = forbid_tokens(logits)
+    assert torch.isinf(masked[:, [PAD_ID, BOS_ID]]).all()
+    assert (masked[:, [1, 3, 4]] == 0).all() and (logits == 0).all()  # a copy
