@@ -1,5 +1,7 @@
-"""Batched beam search with static shapes: B sentences x K hypotheses decoded as B*K rows,
-finished hypotheses kept in the beam (Sockeye style), built from :mod:`.beam_pieces`."""
+"""Batched beam search with static shapes: B sentences x K hypotheses decoded as B*K rows.
+Finished hypotheses stay in the beam with frozen scores (Sockeye style) and are also copied to
+a per-sentence list of the N best finished ones, which the result is read from, so a finished
+hypothesis pushed out of the beam is never lost. Built from :mod:`.beam_pieces`."""
 
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ from nmtbucket.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.search.beam_pieces import (
+    FinishedHypotheses,
     Hypothesis,
     collect_nbest,
     expand_rows,
     flat_rows,
     initial_scores,
+    keep_finished,
     mask_finished,
+    no_finished_hypotheses,
     rows_done,
     top_k_candidates,
     update_finished,
@@ -35,9 +40,10 @@ class Beams:
     lengths: torch.Tensor  # (B, K) int64 tokens generated, EOS included
     finished: torch.Tensor  # (B, K) bool: EOS, limit reached, or the sentence is done
     history: torch.Tensor  # (B*K, L) int64 tokens generated, PAD after a hypothesis ends
+    kept: FinishedHypotheses  # the N best finished so far, also those that left the beam
 
 
-def initial_beams(max_output_lens: torch.Tensor, beam_size: int, max_len: int) -> Beams:
+def initial_beams(max_output_lens: torch.Tensor, beam_size: int, max_len: int, nbest: int) -> Beams:
     """The beams before step 0 for per-row limits ``max_output_lens`` (B,) and L = ``max_len``."""
     raw_scores = initial_scores(max_output_lens, beam_size)  # (B, K)
     lengths = torch.zeros_like(raw_scores, dtype=torch.long)  # (B, K)
@@ -47,6 +53,7 @@ def initial_beams(max_output_lens: torch.Tensor, beam_size: int, max_len: int) -
         lengths=lengths,
         finished=(max_output_lens < 1)[:, None].expand_as(lengths),
         history=torch.full((raw_scores.numel(), max_len), PAD_ID, device=raw_scores.device),
+        kept=no_finished_hypotheses(max_output_lens, nbest, max_len),
     )
 
 
@@ -68,12 +75,24 @@ def advance(
     )  # each (B, K)
     rows = flat_rows(beam_indices)  # (B*K,)
     lengths = next_lengths.gather(1, beam_indices)  # (B, K)
-    finished = beams.finished.gather(1, beam_indices)  # (B, K)
-    finished = update_finished(finished, tokens, lengths, max_output_lens, eos_id)
-    done = rows_done(raw_scores, normalized, lengths, finished, max_output_lens, nbest, alpha)
+    was_finished = beams.finished.gather(1, beam_indices)  # (B, K)
+    finished = update_finished(was_finished, tokens, lengths, max_output_lens, eos_id)
     history = beams.history.index_select(0, rows)  # (B*K, L)
     history[:, step] = tokens.view(-1)
-    return Beams(raw_scores, normalized, lengths, finished | done[:, None], history), rows
+    newly = finished & ~was_finished  # (B, K)
+    kept = keep_finished(beams.kept, newly, raw_scores, normalized, lengths, history)
+    # Stop rules see each finished hypothesis once (from kept) plus the beam's active ones.
+    done = rows_done(
+        torch.cat([kept.raw_scores, raw_scores], dim=1),
+        torch.cat([kept.normalized, normalized.masked_fill(finished, float("-inf"))], dim=1),
+        torch.cat([kept.lengths, lengths], dim=1),
+        torch.cat([torch.ones_like(kept.lengths, dtype=torch.bool), finished], dim=1),
+        max_output_lens,
+        nbest,
+        alpha,
+    )  # (B,)
+    beams = Beams(raw_scores, normalized, lengths, finished | done[:, None], history, kept)
+    return beams, rows
 
 
 def check_beam_arguments(beam_size: int, nbest: int) -> None:
@@ -119,7 +138,7 @@ def beam_search(
         return [[Hypothesis([], 0.0, 0.0) for _ in range(nbest)] for _ in range(batch)]
     state = core.init_decoder_state(core.encode(src, src_lengths), max_len)
     state = core.reorder_state(state, expand_rows(batch, beam_size, src_lengths.device))
-    beams = initial_beams(limits, beam_size, max_len)
+    beams = initial_beams(limits, beam_size, max_len, nbest)
     prev_tokens = torch.full((batch * beam_size,), bos_id, device=src_lengths.device)  # (B*K,)
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B*K, V)
@@ -131,11 +150,12 @@ def beam_search(
         prev_tokens = beams.history[:, step]  # (B*K,)
         if bool(beams.finished.all()):  # the one host sync per step
             break
+    kept = beams.kept
     return collect_nbest(
-        beams.history.cpu(),
-        beams.lengths.cpu(),
-        beams.raw_scores.cpu(),
-        beams.normalized.cpu(),
+        kept.history.cpu(),
+        kept.lengths.cpu(),
+        kept.raw_scores.cpu(),
+        kept.normalized.cpu(),
         nbest,
         eos_id,
     )

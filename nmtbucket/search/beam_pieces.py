@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nmtbucket.data.tokenizer import PAD_ID
 from nmtbucket.search.limits import trim_outputs
 
 NEG_INF = float("-inf")
@@ -97,7 +98,8 @@ def rows_done(
     nbest: int,
     alpha: float,
 ) -> torch.Tensor:
-    """(B,) bool: sentences whose search is over, given (B, K) scores, lengths and ``finished``.
+    """(B,) bool: sentences whose search is over, given (B, M) scores, lengths and ``finished``
+    of their hypotheses (each finished one counted once).
 
     Over when all K hypotheses are finished, or when the ``nbest``-th best finished normalized
     score is at least the best any active hypothesis could still reach. An active hypothesis of
@@ -111,6 +113,61 @@ def rows_done(
     )  # (B, K)
     reachable = (raw_scores / largest_penalty).masked_fill(finished, NEG_INF)  # (B, K)
     return finished.all(dim=1) | (nth_finished >= reachable.amax(dim=1))
+
+
+@dataclass
+class FinishedHypotheses:
+    """The N best hypotheses that have finished so far, per sentence, best first. Kept apart
+    from the beam, so that active continuations that outscore one for a while cannot lose it."""
+
+    raw_scores: torch.Tensor  # (B, N) float32 log-probs, -inf for an empty slot
+    normalized: torch.Tensor  # (B, N) raw_scores / length_penalty(lengths), descending
+    lengths: torch.Tensor  # (B, N) int64 tokens, EOS included
+    history: torch.Tensor  # (B*N, L) int64 tokens, PAD after the hypothesis ends
+
+
+def no_finished_hypotheses(
+    max_output_lens: torch.Tensor, nbest: int, max_len: int
+) -> FinishedHypotheses:
+    """Empty slots for limits ``max_output_lens`` (B,); a row with no room (limit < 1) starts
+    with ``nbest`` empty hypotheses scored 0, its whole answer."""
+    batch = max_output_lens.shape[0]
+    device = max_output_lens.device
+    scores = torch.full((batch, nbest), NEG_INF, device=device)
+    scores = scores.masked_fill((max_output_lens < 1)[:, None], 0.0)  # (B, N)
+    return FinishedHypotheses(
+        raw_scores=scores,
+        normalized=scores.clone(),
+        lengths=torch.zeros((batch, nbest), dtype=torch.long, device=device),
+        history=torch.full((batch * nbest, max_len), PAD_ID, device=device),
+    )
+
+
+def keep_finished(
+    kept: FinishedHypotheses,
+    newly: torch.Tensor,
+    raw_scores: torch.Tensor,
+    normalized: torch.Tensor,
+    lengths: torch.Tensor,
+    history: torch.Tensor,
+) -> FinishedHypotheses:
+    """``kept`` updated with the beam's hypotheses that finished at this step (``newly``, (B, K)
+    bool) with their (B, K) scores and lengths and (B*K, L) tokens: the N best of both, best
+    first; on a tie the one kept earlier wins."""
+    batch, nbest = kept.normalized.shape
+    beam_size = newly.shape[1]
+    pool = torch.cat([kept.normalized, normalized.masked_fill(~newly, NEG_INF)], dim=1)
+    order = pool.sort(dim=1, descending=True, stable=True).indices[:, :nbest]  # (B, N)
+    tokens = torch.cat(
+        [kept.history.view(batch, nbest, -1), history.view(batch, beam_size, -1)], dim=1
+    )  # (B, N+K, L)
+    picked = order[:, :, None].expand(-1, -1, tokens.shape[2])  # (B, N, L)
+    return FinishedHypotheses(
+        raw_scores=torch.cat([kept.raw_scores, raw_scores], dim=1).gather(1, order),
+        normalized=pool.gather(1, order),
+        lengths=torch.cat([kept.lengths, lengths], dim=1).gather(1, order),
+        history=tokens.gather(1, picked).view(batch * nbest, -1),
+    )
 
 
 def collect_nbest(

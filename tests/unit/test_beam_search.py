@@ -24,7 +24,9 @@ from nmtbucket.search.beam_pieces import (
     expand_rows,
     flat_rows,
     initial_scores,
+    keep_finished,
     mask_finished,
+    no_finished_hypotheses,
     rows_done,
     top_k_candidates,
     update_finished,
@@ -163,6 +165,7 @@ def test_advance_reorders_history_by_back_pointers() -> None:
         lengths=torch.tensor([[1, 1]]),
         finished=torch.tensor([[False, False]]),
         history=torch.tensor([[5, PAD_ID, PAD_ID], [4, PAD_ID, PAD_ID]]),
+        kept=no_finished_hypotheses(torch.tensor([5]), nbest=1, max_len=3),
     )
     log_probs = torch.full((1, 2, 6), -9.0)
     log_probs[0, 0, 5] = -2.0
@@ -174,6 +177,32 @@ def test_advance_reorders_history_by_back_pointers() -> None:
     assert beams.raw_scores.tolist() == [pytest.approx([-1.3, -1.4])]
     assert beams.lengths.tolist() == [[2, 2]]
     assert beams.finished.tolist() == [[False, True]]  # -1.3 may still fall below -1.4
+    assert beams.kept.history.tolist() == [[4, EOS_ID, PAD_ID]]  # the one that finished
+    assert beams.kept.raw_scores.tolist() == [pytest.approx([-1.4])]
+
+
+def test_keep_finished_keeps_the_n_best_ever_finished() -> None:
+    kept = no_finished_hypotheses(torch.tensor([4, 0]), nbest=2, max_len=2)
+    assert kept.normalized.tolist() == [[-INF, -INF], [0.0, 0.0]]  # no room: empty answers
+    history = torch.tensor([[4, EOS_ID], [5, 6], [7, EOS_ID], [8, EOS_ID]])  # (B*K, L), K = 2
+    scores = torch.tensor([[-1.0, -0.5], [-2.0, -3.0]])
+    newly = torch.tensor([[True, False], [True, True]])
+    lengths = torch.tensor([[2, 2], [2, 2]])
+    kept = keep_finished(kept, newly, scores * 2, scores, lengths, history)
+    assert kept.normalized.tolist() == [[-1.0, -INF], [0.0, 0.0]]  # 5 6 is still going
+    assert kept.history.tolist()[:2] == [[4, EOS_ID], [PAD_ID, PAD_ID]]
+    later = torch.tensor([[9, EOS_ID], [4, EOS_ID], [7, EOS_ID], [8, EOS_ID]])
+    kept = keep_finished(
+        kept,
+        torch.tensor([[True, True], [False, False]]),
+        scores * 2,
+        torch.tensor([[-0.2, -1.0], [-9.0, -9.0]]),
+        lengths,
+        later,
+    )
+    assert kept.normalized.tolist() == [pytest.approx([-0.2, -1.0]), [0.0, 0.0]]  # kept first
+    assert kept.history.tolist()[:2] == [[9, EOS_ID], [4, EOS_ID]]
+    assert kept.raw_scores.tolist()[0] == [-2.0, -2.0]
 
 
 @pytest.mark.parametrize(("beam_size", "nbest", "match"), [(0, 1, "beam_size"), (2, 3, "nbest")])
@@ -448,3 +477,20 @@ def test_pad_and_bos_are_never_output_even_when_most_likely(beam_size: int) -> N
     (greedy,) = greedy_search(CopyCore(), src, torch.tensor([4]), torch.tensor([4]))
     assert len(greedy) == 3 and greedy[2] == 5
     assert BOS_ID not in greedy and PAD_ID not in greedy
+
+
+def test_a_finished_hypothesis_pushed_out_of_the_beam_is_still_the_answer() -> None:
+    """4 (0.7) outscores EOS (0.25) at step 0; at step 1 both continuations of 4 (0.5, 0.45)
+    outscore EOS, which leaves the beam of 2; both then end with a uniform last step, far worse
+    than log 0.25, which must still be the answer."""
+    table: Table = {
+        (9, ()): {4: 0.7, EOS_ID: 0.25},
+        (9, (4,)): {5: 0.5, 6: 0.45},
+        (9, (4, 5)): {},
+        (9, (4, 6)): {},
+    }
+    core = ScriptedCore(table)
+    src, lengths = torch.tensor([[9]]), torch.tensor([1])
+    (got,) = beam_search(core, src, lengths, torch.tensor([3]), beam_size=2, nbest=2)
+    assert_hypotheses(got[:1], [([], log(0.25), log(0.25))])
+    assert got[1].tokens[:2] == [4, 5] and got[1].log_prob == pytest.approx(log(0.7 * 0.5 * 0.1))
