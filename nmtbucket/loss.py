@@ -29,6 +29,14 @@ def label_smoothed_cross_entropy(
     ``torch.nn.functional.cross_entropy(label_smoothing=...)``. Computed in float32 whatever
     the dtype of ``logits``.
     """
+    return masked_cross_entropy(logits, target, target != pad_id, smoothing)
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, smoothing: float = 0.0
+) -> LossTerms:
+    """Like :func:`label_smoothed_cross_entropy`, counting the positions where ``mask`` (B, T)
+    is True; ``target`` may hold any valid id elsewhere."""
     if not 0.0 <= smoothing < 1.0:
         raise NmtBucketError(
             f"label smoothing must be in [0, 1), got {smoothing}; set trainer.label_smoothing"
@@ -38,11 +46,10 @@ def label_smoothed_cross_entropy(
     log_probs = logits.float().log_softmax(dim=-1)  # (B, T, V)
     nll = -log_probs.gather(-1, target[..., None])[..., 0]  # (B, T)
     uniform = -log_probs.mean(dim=-1)  # (B, T)
-    real = target != pad_id  # (B, T)
     zero = nll.new_zeros(())
     loss = (1.0 - smoothing) * nll + smoothing * uniform  # (B, T)
     return LossTerms(
-        loss_sum=torch.where(real, loss, zero).sum(),
-        nll_sum=torch.where(real, nll, zero).sum(),
-        num_tokens=real.sum(),
+        loss_sum=torch.where(mask, loss, zero).sum(),
+        nll_sum=torch.where(mask, nll, zero).sum(),
+        num_tokens=mask.sum(),
     )

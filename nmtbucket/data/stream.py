@@ -6,23 +6,11 @@ the batch before it (the hidden state is carried over)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 
+from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.errors import NmtBucketError
-
-
-@dataclass(frozen=True)
-class StreamBatch:
-    """``inputs`` (B, T) and ``targets`` (B, T) int64; targets are the inputs shifted by one."""
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-
-    @property
-    def bucket_key(self) -> int:
-        return int(self.inputs.shape[1])
 
 
 class StreamBatches:
@@ -55,11 +43,13 @@ class StreamBatches:
         predicted = self.columns.shape[1] - 1  # per column: every token after the first
         return predicted // self.bptt if self.drop_last else -(-predicted // self.bptt)
 
-    def __iter__(self) -> Iterator[StreamBatch]:
+    def __iter__(self) -> Iterator[LMBatch]:
+        batch_size = self.columns.shape[0]
         for i in range(len(self)):
             start = i * self.bptt
             end = min(start + self.bptt, self.columns.shape[1] - 1)
-            yield StreamBatch(
+            yield LMBatch(
                 inputs=self.columns[:, start:end],  # (B, T)
                 targets=self.columns[:, start + 1 : end + 1],  # (B, T)
+                lengths=torch.full((batch_size,), end - start),  # (B,) every position is real
             )

@@ -49,6 +49,7 @@ def test_stream_batches_predict_every_token_after_each_column_start_once(
     got = list(stream)
     assert len(got) == len(stream) == batches
     assert got[-1].inputs.shape == (batch_size, last_len) and got[-1].bucket_key == last_len
+    assert all(bool(b.mask.all()) for b in got)  # no padding in a stream
     assert all(b.inputs.shape == (batch_size, bptt) for b in got[:-1])
     columns = tokens[: batch_size * (n // batch_size)].view(batch_size, -1)
     for batch in got:
