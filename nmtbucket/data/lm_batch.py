@@ -1,8 +1,10 @@
 """A language-model mini-batch: inputs, the next-token targets, real lengths per row, and the
-recurrent state to start from (carried between stream batches, zeros for sentences)."""
+recurrent state to start from (carried between stream batches, zeros for sentences); and how
+sentence mode builds one from whole sentences padded to a length key."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,3 +28,24 @@ class LMBatch:
         """(B, T) bool, True at the positions whose target counts (loss and perplexity)."""
         positions = torch.arange(self.inputs.shape[1], device=self.inputs.device)  # (T,)
         return positions[None, :] < self.lengths[:, None]
+
+
+def collate_sentences(sentences: Sequence[Sequence[int]], bucket_key: int, eos_id: int) -> LMBatch:
+    """Sentences (word ids ending with ``<eos>``) as one batch of ``bucket_key`` positions.
+
+    Every token of a sentence is predicted, the first one from ``<eos>`` (the end of the
+    sentence before, as in the stream), so a sentence of n ids (``<eos>`` included) needs a key
+    of at least n. Positions after a row's length are padding, left out by :attr:`LMBatch.mask`.
+    """
+    rows = len(sentences)
+    inputs = torch.full((rows, bucket_key), eos_id, dtype=torch.int64)  # (B, T)
+    targets = torch.full((rows, bucket_key), eos_id, dtype=torch.int64)  # (B, T)
+    lengths = torch.zeros(rows, dtype=torch.int64)  # (B,)
+    for row, ids in enumerate(sentences):
+        if len(ids) > bucket_key:
+            raise ValueError(f"a sentence of {len(ids)} ids does not fit key {bucket_key}")
+        tokens = torch.as_tensor(ids, dtype=torch.int64)
+        targets[row, : len(ids)] = tokens
+        inputs[row, 1 : len(ids)] = tokens[:-1]  # position 0 keeps eos_id: the context start
+        lengths[row] = len(ids)
+    return LMBatch(inputs, targets, lengths)

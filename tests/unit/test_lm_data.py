@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nmtbucket.data.corpus import CorpusError
+from nmtbucket.data.lm_batch import collate_sentences
 from nmtbucket.data.stream import StreamBatches
 from nmtbucket.data.words import EOS_WORD, WordVocabulary
 from nmtbucket.errors import NmtBucketError
@@ -67,3 +68,18 @@ def test_stream_batches_predict_every_token_after_each_column_start_once(
 def test_a_stream_too_short_for_its_columns_is_an_error() -> None:
     with pytest.raises(NmtBucketError, match=r"too short for 4 columns"):
         StreamBatches(torch.arange(7), batch_size=4, bptt=2)
+
+
+def test_sentences_become_one_padded_batch_whose_mask_covers_every_real_token() -> None:
+    eos = 0
+    batch = collate_sentences([[5, 6, 7, eos], [8, eos], []], bucket_key=5, eos_id=eos)
+    assert batch.bucket_key == 5
+    assert batch.inputs.tolist()[:2] == [[eos, 5, 6, 7, eos], [eos, 8, eos, eos, eos]]
+    assert batch.targets.tolist()[:2] == [[5, 6, 7, eos, eos], [8, eos, eos, eos, eos]]
+    assert batch.mask.tolist() == [
+        [True, True, True, True, False],
+        [True, True, False, False, False],
+        [False] * 5,  # a filler row counts nothing
+    ]
+    with pytest.raises(ValueError, match=r"does not fit key 3"):
+        collate_sentences([[1, 2, 3, eos]], bucket_key=3, eos_id=eos)
