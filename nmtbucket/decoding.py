@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import torch
 
@@ -13,8 +15,9 @@ from nmtbucket.bucketing.keys import LengthKey, key_lengths
 from nmtbucket.config import SearchConfig
 from nmtbucket.data.tokenizer import PAD_ID
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.models.base import Seq2Seq
 from nmtbucket.progress import Progress
-from nmtbucket.search import Hypothesis, max_output_lengths
+from nmtbucket.search import Hypothesis, beam_search, max_output_lengths
 
 SearchFn = Callable[..., list[list[Hypothesis]]]
 """``search_fn(src (B, S), src_lengths (B,), max_output_lens (B,), state_len=L)``: each row's
@@ -33,11 +36,24 @@ def output_limits(src_lengths: torch.Tensor, search: SearchConfig) -> torch.Tens
     )
 
 
+def bucket_output_limit(src_len: int, search: SearchConfig) -> int:
+    """Decoder steps for the longest source of a bucket: its decoder state length."""
+    return int(output_limits(torch.tensor([src_len]), search)[0])
+
+
 def rows_per_batch(src_len: int, search: SearchConfig) -> int:
     """Sentences per batch of a bucket: rows x beam x (source length + output limit) stays
     within ``search.token_budget``, with at least one row."""
-    limit = int(output_limits(torch.tensor([src_len]), search)[0])
+    limit = bucket_output_limit(src_len, search)
     return max(1, search.token_budget // (search.beam_size * (src_len + limit)))
+
+
+def beam_search_fn(core: Seq2Seq[Any], search: SearchConfig, nbest: int = 1) -> SearchFn:
+    """The :data:`SearchFn` of beam search with ``core`` and the beam size and length penalty
+    of ``search`` (beam 1 is greedy)."""
+    return partial(
+        beam_search, core, beam_size=search.beam_size, alpha=search.length_penalty, nbest=nbest
+    )
 
 
 def plan_batches(
@@ -86,7 +102,7 @@ def decode_in_buckets(
         src = pad_sources([sources[i] for i in indices], src_len)  # (B, S)
         src_lengths = torch.tensor([lengths[i] for i in indices])  # (B,)
         limits = output_limits(src_lengths, search)  # (B,)
-        state_len = int(output_limits(torch.tensor([src_len]), search)[0])
+        state_len = bucket_output_limit(src_len, search)
         found = search_fn(
             src.to(device), src_lengths.to(device), limits.to(device), state_len=state_len
         )

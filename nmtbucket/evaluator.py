@@ -6,7 +6,6 @@ references. No line is ever dropped."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 
@@ -18,13 +17,17 @@ from nmtbucket.bucketing.scheme import BucketScheme
 from nmtbucket.config import SearchConfig
 from nmtbucket.data.prepare import EvalSplit
 from nmtbucket.data.tokenizer import PAD_ID, SentencePieceTokenizer
-from nmtbucket.decoding import SearchFn, decode_in_buckets, define_source_buckets
+from nmtbucket.decoding import (
+    SearchFn,
+    beam_search_fn,
+    decode_in_buckets,
+    define_source_buckets,
+)
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.evaluation import perplexity, translation_scores
 from nmtbucket.loss import label_smoothed_cross_entropy
 from nmtbucket.models import seq2seq_core
 from nmtbucket.progress import Progress
-from nmtbucket.search import beam_search
 
 
 @dataclass
@@ -116,12 +119,7 @@ class Evaluator:
                 num_tokens=num_tokens,
             )
             if with_bleu:
-                search_fn = partial(
-                    beam_search,
-                    seq2seq_core(model),
-                    beam_size=self.search.beam_size,
-                    alpha=self.search.length_penalty,
-                )
+                search_fn = beam_search_fn(seq2seq_core(model), self.search)
                 scores.hypotheses = self.translate(search_fn)
                 bleu = translation_scores(scores.hypotheses, self.split.ref_lines)
                 scores.bleu, scores.chrf = bleu.bleu, bleu.chrf

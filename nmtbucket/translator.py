@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ import torch
 
 from nmtbucket.config import SearchConfig, check_search
 from nmtbucket.data.tokenizer import EOS_ID, SentencePieceTokenizer
-from nmtbucket.decoding import decode_in_buckets, define_source_buckets
+from nmtbucket.decoding import beam_search_fn, decode_in_buckets, define_source_buckets
 from nmtbucket.device import resolve_device
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.progress import Progress
 from nmtbucket.run_folder import RunFolder
-from nmtbucket.search import Hypothesis, beam_search
+from nmtbucket.search import Hypothesis
 from nmtbucket.search.beam import check_beam_arguments
 
 log = logging.getLogger(__name__)
@@ -98,13 +97,7 @@ class Translator:
         check_beam_arguments(self.search.beam_size, nbest)
         sources = self.encode(lines)
         todo = [i for i, tokens in enumerate(sources) if tokens]
-        search_fn = partial(
-            beam_search,
-            self.core,
-            beam_size=self.search.beam_size,
-            alpha=self.search.length_penalty,
-            nbest=nbest,
-        )
+        search_fn = beam_search_fn(self.core, self.search, nbest)
         with Progress(len(todo), "translate", enabled=self.progress, unit="sent") as bar:
             found = decode_in_buckets(
                 [sources[i] for i in todo],
