@@ -29,6 +29,7 @@ from nmtbucket.bucketing import (
 from nmtbucket.config import (
     BucketingConfig,
     DataConfig,
+    LanguageModelDataConfig,
     ModelConfig,
     SearchConfig,
     SyntheticConfig,
@@ -38,8 +39,15 @@ from nmtbucket.config import (
     TranslateConfig,
 )
 from nmtbucket.data import Batch, SequenceDataset, TokenSequences, collate
+from nmtbucket.data.lm_batch import LMBatch
+from nmtbucket.data.sentence_batches import SentenceBatches
+from nmtbucket.data.stream import StreamBatches
+from nmtbucket.data.words import WordVocabulary
 from nmtbucket.errors import BucketConfigError, NmtBucketError, SymGenError
+from nmtbucket.lm_evaluator import PerplexityEvaluator
+from nmtbucket.lm_step import LanguageModelStep
 from nmtbucket.models import build_sym_gen
+from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
 from nmtbucket.pipeline import run_training
 from nmtbucket.translator import Translation, Translator
 
@@ -59,13 +67,20 @@ __all__ = [
     "EagerExecutor",
     "ExecutorFactory",
     "IndexBatch",
+    "LMBatch",
+    "LSTMLanguageModel",
+    "LanguageModelDataConfig",
+    "LanguageModelStep",
     "LengthKey",
     "LengthPair",
     "ModelConfig",
     "NmtBucketError",
+    "PerplexityEvaluator",
     "SearchConfig",
+    "SentenceBatches",
     "SequenceDataset",
     "StepFn",
+    "StreamBatches",
     "SymGen",
     "SymGenError",
     "SyntheticConfig",
@@ -76,6 +91,7 @@ __all__ = [
     "TranslateConfig",
     "Translation",
     "Translator",
+    "WordVocabulary",
     "assign_buckets",
     "build_bucket_scheme",
     "build_sym_gen",
@@ -85,5 +101,6 @@ __all__ = [
     "define_diagonal_buckets",
     "define_explicit_buckets",
     "define_grid_buckets",
+    "lm_sym_gen",
     "run_training",
 ]

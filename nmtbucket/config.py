@@ -58,15 +58,34 @@ class SyntheticConfig:
 
 
 @dataclass
+class LanguageModelDataConfig:
+    """How a word-level language-model corpus (``data.task: lm``) is batched.
+
+    ``stream``: truncated back-propagation through time over the concatenated corpus, ``bptt``
+    positions and ``batch_size`` columns per batch, the hidden state carried from batch to
+    batch (one bucket key, ``bptt``). ``sentences``: each line an example, bucketed by length
+    with 1-D keys as ``bucketing`` says, padded and masked, from a zero state.
+    """
+
+    mode: str = "stream"  # stream | sentences
+    batch_size: int = 20  # (stream) columns per batch
+    bptt: int = 35  # (stream) positions per batch: the unroll length and the bucket key
+    eval_batch_size: int = 1  # (stream) columns when scoring valid and test; 1: full context
+
+
+@dataclass
 class DataConfig:
-    """Where the parallel text is and how it becomes token ids.
+    """Where the text is and how it becomes token ids.
 
     ``task: parallel`` reads ``{root}/{dir}/{split}.{lang}``; ``task: synthetic`` generates the
     embedded numbers task into ``cache_dir`` and reads it the same way. Source and target
     sequences get an end-of-sentence token, which their lengths (and bucket keys) count.
+    ``task: lm`` reads word-level text from ``{root}/{dir}/{split}.txt`` (Penn Treebank style:
+    whitespace-separated words, ``<eos>`` added at each line end, the vocabulary from train)
+    and batches it as ``lm`` says; the tokenizer and translation filters are not used.
     """
 
-    task: str = "parallel"  # parallel | synthetic
+    task: str = "parallel"  # parallel | synthetic | lm
     root: str | None = None  # the data root; train.yaml fills it from $NMTBUCKET_DATA_ROOT
     dir: str = ""  # corpus folder under root, e.g. multi30k
     src_lang: str = "src"
@@ -80,16 +99,21 @@ class DataConfig:
     max_length_ratio: float = 3.0  # training pairs with longer/shorter above this are skipped
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    lm: LanguageModelDataConfig = field(default_factory=LanguageModelDataConfig)
 
 
 @dataclass
 class ModelConfig:
-    """An encoder-decoder; ``arch`` picks the family, the other fields size it.
+    """An encoder-decoder or a language model; ``arch`` picks the family, the other fields
+    size it.
 
-    Fields marked (transformer) or (lstm) are read only by that architecture.
+    Fields marked (transformer), (lstm) or (lstm_lm) are read only by that architecture.
+    ``lstm_lm`` (for ``data.task: lm``) is embedding, ``decoder_layers`` stacked LSTM layers of
+    ``d_model`` units with ``dropout`` on the non-recurrent connections, and a softmax layer,
+    tied to the embedding with ``tie_output_embeddings`` (Zaremba et al. 2014).
     """
 
-    arch: str = "transformer"  # transformer | lstm
+    arch: str = "transformer"  # transformer | lstm | lstm_lm
     d_model: int = 512  # embedding size and hidden size
     encoder_layers: int = 6
     decoder_layers: int = 6
@@ -102,6 +126,7 @@ class ModelConfig:
     bidirectional_encoder: bool = True  # (lstm) directions are summed back to d_model
     attention: str = "general"  # (lstm) Luong score: dot | general
     input_feeding: bool = True  # (lstm) feed the previous attentional vector to the decoder
+    init_range: float = 0.1  # (lstm_lm) every parameter starts uniform in [-init_range, init_range]
 
 
 @dataclass
@@ -129,18 +154,24 @@ class TrainerConfig:
     max_updates: int = 0  # stop after this many optimizer updates (0: no limit)
     max_epochs: int = 0  # 0: no limit
     max_minutes: float = 0.0  # stop (and evaluate) after this much training time (0: no limit)
+    optimizer: str = "adamw"  # adamw | sgd (plain, no momentum: Zaremba et al.)
     lr: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-8
     weight_decay: float = 0.0
-    schedule: str = "inverse_sqrt"  # inverse_sqrt | constant | cosine (all with linear warm-up)
-    warmup_updates: int = 4000
+    schedule: str = "inverse_sqrt"  # inverse_sqrt | constant | cosine | epoch_decay
+    warmup_updates: int = 4000  # linear warm-up (every schedule)
     min_lr: float = 0.0  # cosine: the rate reached at max_updates
+    full_lr_epochs: int = 4  # epoch_decay: epochs at trainer.lr before the decay starts
+    lr_decay: float = 0.5  # epoch_decay: the rate is multiplied by this after each later epoch
     clip_norm: float = 1.0  # gradient norm clipping (0: off)
     accumulate: int = 1  # batches per optimizer update
+    loss_per: str = "token"  # token: mean over the update's tokens; row: sum over time, mean
+    # over the batch rows (Zaremba et al., whose learning rate 1 assumes it)
     label_smoothing: float = 0.1
     bf16: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
     validate_every: int = 1000  # updates between validations (0: only at the end)
+    validate_each_epoch: bool = False  # also validate (and save) at the end of every epoch
     validate_bleu: bool = True  # decode the validation set for BLEU/chrF (else loss only)
     early_stopping_metric: str = "bleu"  # bleu | chrf | loss | perplexity
     patience: int = 10  # validations without improvement before stopping (0: never stop)
@@ -185,19 +216,25 @@ class TranslateConfig:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.task": ("parallel", "synthetic"),
+    "data.task": ("parallel", "synthetic", "lm"),
+    "data.lm.mode": ("stream", "sentences"),
     "data.tokenizer.model_type": ("unigram", "bpe"),
-    "model.arch": ("transformer", "lstm"),
+    "model.arch": ("transformer", "lstm", "lstm_lm"),
     "model.attention": ("dot", "general"),
     "bucketing.strategy": ("auto", "grid", "diagonal", "explicit"),
     "bucketing.overlong": ("skip", "truncate", "error"),
     "trainer.executor": ("eager",),
-    "trainer.schedule": ("inverse_sqrt", "constant", "cosine"),
+    "trainer.optimizer": ("adamw", "sgd"),
+    "trainer.schedule": ("inverse_sqrt", "constant", "cosine", "epoch_decay"),
+    "trainer.loss_per": ("token", "row"),
     "trainer.early_stopping_metric": ("bleu", "chrf", "loss", "perplexity"),
     "trainer.metrics_format": ("jsonl", "csv"),
 }
 """The allowed values of every string option that names a choice, by its config path."""
 
+
+LANGUAGE_MODEL_ARCHS = ("lstm_lm",)
+"""Values of ``model.arch`` that are language models (for ``data.task: lm``)."""
 
 EARLY_STOPPING_METRICS = {"bleu": True, "chrf": True, "loss": False, "perplexity": False}
 """Validation metrics a run can select checkpoints by, each with whether higher is better."""
@@ -230,3 +267,10 @@ def check_choices(config: TrainConfig) -> None:
         if value not in allowed:
             raise NmtBucketError(f"{path} must be one of {allowed}, got {value!r}")
     check_search(config.search)
+    language_model = config.model.arch in LANGUAGE_MODEL_ARCHS
+    if language_model != (config.data.task == "lm"):
+        raise NmtBucketError(
+            f"model.arch={config.model.arch} does not fit data.task={config.data.task}: "
+            f"language-model data (task lm) needs a language model ({LANGUAGE_MODEL_ARCHS}), "
+            "and translation data an encoder-decoder; pick an experiment that sets both"
+        )

@@ -11,7 +11,7 @@ import torch
 
 from nmtbucket.bucketing.batching import define_batch_sizes
 from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator
-from nmtbucket.bucketing.keys import LengthKey, LengthPair, key_lengths, tokens_per_row
+from nmtbucket.bucketing.keys import LengthKey, key_lengths, make_length_key, tokens_per_row
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.bucketing.scheme import BucketScheme
 from nmtbucket.config import SearchConfig
@@ -73,7 +73,7 @@ def eval_scheme(scheme: BucketScheme, lengths: torch.Tensor, token_budget: int) 
     buckets: list[LengthKey] = list(scheme.buckets)
     sizes = define_batch_sizes(buckets, token_budget)
     if any(d > k for d, k in zip(data_max, largest, strict=True)):
-        extra = LengthPair(*(max(d, k) for d, k in zip(data_max, largest, strict=True)))
+        extra = make_length_key([max(d, k) for d, k in zip(data_max, largest, strict=True)])
         buckets.append(extra)
         sizes[extra] = max(1, token_budget // tokens_per_row(extra))  # one row may exceed it
     return BucketScheme(tuple(buckets), sizes)

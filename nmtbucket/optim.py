@@ -1,5 +1,6 @@
-"""The optimizer (AdamW) and learning-rate schedules: inverse square root, constant and cosine,
-each after a linear warm-up."""
+"""The optimizer (AdamW, or plain SGD for the Zaremba et al. language models) and learning-rate
+schedules: inverse square root, constant, cosine and per-epoch decay, each after a linear
+warm-up."""
 
 from __future__ import annotations
 
@@ -17,8 +18,16 @@ SCHEDULES = CHOICES["trainer.schedule"]
 
 def build_optimizer(
     parameters: Iterable[torch.nn.Parameter], config: TrainerConfig
-) -> torch.optim.AdamW:
-    """AdamW with the rate, betas, epsilon and weight decay of ``config``."""
+) -> torch.optim.Optimizer:
+    """``trainer.optimizer``: AdamW with the rate, betas, epsilon and weight decay of
+    ``config``, or SGD with its rate and weight decay."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer != "adamw":
+        raise NmtBucketError(
+            f"trainer.optimizer must be one of {CHOICES['trainer.optimizer']}, "
+            f"got {config.optimizer!r}"
+        )
     if len(config.betas) != 2:
         raise NmtBucketError(f"trainer.betas needs two values, got {list(config.betas)}")
     return torch.optim.AdamW(
@@ -30,13 +39,16 @@ def build_optimizer(
     )
 
 
-def lr_multiplier(config: TrainerConfig) -> Callable[[int], float]:
+def lr_multiplier(config: TrainerConfig, updates_per_epoch: int = 0) -> Callable[[int], float]:
     """The factor on ``trainer.lr`` after ``update`` updates (the first update sees update 0).
 
     * ``inverse_sqrt``: linear warm-up to 1, then ``sqrt(warmup / update)`` (Vaswani et al.).
     * ``constant``: linear warm-up to 1, then 1.
     * ``cosine``: linear warm-up to 1, then a half cosine down to ``min_lr / lr`` at
       ``max_updates`` (which must be set).
+    * ``epoch_decay``: linear warm-up to 1; 1 for the first ``full_lr_epochs`` epochs of
+      ``updates_per_epoch`` updates, then ``lr_decay`` times the previous epoch's (Zaremba et
+      al.: epoch ``e``, counted from 0, has ``lr_decay ** max(0, e + 1 - full_lr_epochs)``).
     """
     warmup = max(config.warmup_updates, 0)
     if config.schedule not in SCHEDULES:
@@ -48,6 +60,11 @@ def lr_multiplier(config: TrainerConfig) -> Callable[[int], float]:
             "trainer.schedule=cosine needs trainer.max_updates above trainer.warmup_updates "
             f"(got max_updates={config.max_updates}, warmup_updates={warmup})"
         )
+    if config.schedule == "epoch_decay" and updates_per_epoch < 1:
+        raise NmtBucketError(
+            "trainer.schedule=epoch_decay needs the number of updates per epoch, and the "
+            "training data gives none; use a per-update schedule"
+        )
     floor = config.min_lr / config.lr if config.lr > 0 else 0.0
 
     def multiplier(update: int) -> float:
@@ -58,12 +75,17 @@ def lr_multiplier(config: TrainerConfig) -> Callable[[int], float]:
             return math.sqrt(warmup / step) if warmup else 1 / math.sqrt(step)
         if config.schedule == "constant":
             return 1.0
+        if config.schedule == "epoch_decay":
+            epoch = update // updates_per_epoch
+            return config.lr_decay ** max(0, epoch + 1 - config.full_lr_epochs)
         progress = min((step - warmup) / (config.max_updates - warmup), 1.0)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return multiplier
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainerConfig) -> LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainerConfig, updates_per_epoch: int = 0
+) -> LambdaLR:
     """Steps once per update, multiplying ``trainer.lr`` by :func:`lr_multiplier`."""
-    return LambdaLR(optimizer, lr_multiplier(config))
+    return LambdaLR(optimizer, lr_multiplier(config, updates_per_epoch))

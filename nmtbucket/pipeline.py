@@ -5,7 +5,6 @@ This is what ``nmtbucket-train`` runs once Hydra has composed the config."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import shutil
@@ -24,28 +23,23 @@ from nmtbucket.config import TrainConfig, check_choices
 from nmtbucket.data.prepare import PreparedData, prepare_data
 from nmtbucket.data.tokenizer import PAD_ID
 from nmtbucket.device import resolve_device
-from nmtbucket.errors import NmtBucketError
 from nmtbucket.evaluator import Evaluator, SplitScores
+from nmtbucket.lm_pipeline import run_language_model_training
 from nmtbucket.models import build_sym_gen, count_parameters
+from nmtbucket.run_start import open_run_dir
 from nmtbucket.training import Trainer, TrainProgress
 
 log = logging.getLogger(__name__)
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Train and evaluate as ``config`` says; returns what ``results.json`` holds."""
+    """Train and evaluate as ``config`` says; returns what ``results.json`` holds. A language
+    model (``data.task: lm``) goes to :func:`run_language_model_training`."""
     started = time.monotonic()
     check_choices(config)
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = (run_dir / "checkpoints" / "last.pt").exists()
-    if resuming and not config.resume:
-        raise NmtBucketError(
-            f"{run_dir} already holds a training run and resume=false; pick another run_dir "
-            "(or name), or set resume=true to continue it"
-        )
-    if resuming:
-        _check_resumable(run_dir, config)
+    if config.data.task == "lm":
+        return run_language_model_training(config)
+    run_dir = open_run_dir(config)
     device = resolve_device(config.trainer.device)
     random.seed(config.trainer.seed)
     torch.manual_seed(config.trainer.seed)
@@ -73,8 +67,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     log.info("training stopped: %s", progress.stop_reason)
 
     test_scores, weights = _test(config, data, scheme, device, model, trainer)
-    sampler_state = trainer.train_iter.sampler
-    epochs = sampler_state.epoch + sampler_state.position / max(len(sampler_state), 1)
+    epochs = train_iter.epoch + train_iter.position / max(len(train_iter), 1)
     results = _results(config, progress, test_scores, weights, time.monotonic() - started)
     results["device"] = str(device)
     results["epochs"] = round(epochs, 3)
@@ -89,40 +82,6 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     atomic_write_json(run_dir / "results.json", results)
     _print_summary(results, run_dir)
     return results
-
-
-RESUME_FIXED = ("data", "model", "bucketing")
-"""Config sections a resumed run must share with the run it continues."""
-
-
-def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
-    """Refuse to resume with other data, model or buckets; warn about other trainer settings
-    (limits may change; optimizer settings come from the checkpoint)."""
-    saved_path = run_dir / "config.json"
-    if not saved_path.is_file():
-        return
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    now = dataclasses.asdict(config)
-    fixed = [k for s in RESUME_FIXED for k in _differences(saved.get(s), now[s], f"{s}.")]
-    if fixed:
-        raise NmtBucketError(
-            f"cannot resume {run_dir}: these settings differ from the run it holds: "
-            f"{', '.join(fixed)}; use another run_dir (or name) for a new run"
-        )
-    changed = _differences(saved.get("trainer"), now["trainer"], "trainer.")
-    if changed:
-        log.warning(
-            "resuming with changed %s; limits and validation settings take effect, optimizer "
-            "and schedule settings come from the checkpoint",
-            ", ".join(changed),
-        )
-
-
-def _differences(old: Any, new: Any, prefix: str) -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(old.keys() | new.keys())
-        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
-    return [] if old == new else [f"{prefix.rstrip('.')} ({old!r} -> {new!r})"]
 
 
 def _build_model(

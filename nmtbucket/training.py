@@ -1,33 +1,34 @@
-"""The training loop: bucketed batches through a BucketingModule, AdamW updates with clipping and
-gradient accumulation, periodic validation with early stopping, checkpoints (last plus best K)
-and exact resume. It never sees Hydra: it gets typed configs and built objects."""
+"""The training loop: bucketed batches through a BucketingModule, optimizer updates with clipping
+and gradient accumulation, periodic validation with early stopping, checkpoints (last plus best
+K) and exact resume. It never sees Hydra: it gets typed configs and built objects.
+
+The loop serves translation and language modelling alike through small interfaces: the
+training batches (:class:`TrainBatches`), the held-out scorer (:class:`SplitEvaluator`), and,
+in :mod:`nmtbucket.train_step`, each batch's token counts and the step run on it."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from nmtbucket.bucketing.iterator import BucketIterator
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.checkpoint import CheckpointKeeper, load_checkpoint
 from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
-from nmtbucket.data.batch import Batch
-from nmtbucket.data.tokenizer import PAD_ID
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.evaluator import Evaluator
-from nmtbucket.loss import label_smoothed_cross_entropy
+from nmtbucket.evaluator import SplitScores
 from nmtbucket.metrics import MetricsLogger
 from nmtbucket.optim import build_optimizer, build_scheduler
 from nmtbucket.progress import Progress
+from nmtbucket.train_step import Seq2SeqStep, TrainBatch, TrainStep, loss_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +37,29 @@ class TrainingDiverged(NmtBucketError):
     """Too many updates in a row had a non-finite loss or gradient."""
 
 
-class Seq2SeqStep:
-    """Forward, label-smoothed loss and backward for one micro-batch of a bucket's module.
+class TrainBatches(Protocol):
+    """Training batches, epoch after epoch: iterating yields the rest of the current epoch and
+    then moves ``epoch`` on; ``position`` counts the batches of the epoch already yielded."""
 
-    The gradient is that of the summed token losses divided by ``window_tokens``, the target
-    tokens of the whole accumulation window (set by the trainer before each window), so an
-    update over several micro-batches equals one over their union, however the bucket keys
-    split the tokens. Returns the micro-batch's loss per target token, detached, for logging.
-    The optimizer update is the trainer's job.
-    """
+    @property
+    def epoch(self) -> int: ...
 
-    def __init__(self, label_smoothing: float, bf16_cuda: bool = False) -> None:
-        self.label_smoothing = label_smoothing
-        self.bf16_cuda = bf16_cuda
-        self.window_tokens = 1
+    @property
+    def position(self) -> int: ...
 
-    def __call__(self, module: nn.Module, batch: Batch) -> torch.Tensor:
-        assert batch.tgt is not None
-        with self._autocast():
-            logits = module(batch)  # (B, T, V)
-        terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, self.label_smoothing)
-        (terms.loss_sum / max(self.window_tokens, 1)).backward()
-        return (terms.loss_sum / terms.num_tokens.clamp(min=1)).detach()
+    def __len__(self) -> int: ...
 
-    def _autocast(self) -> AbstractContextManager[Any]:
-        if self.bf16_cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class SplitEvaluator(Protocol):
+    """Scores a model on a held-out split (BLEU and chrF only when asked and available)."""
+
+    def evaluate(self, model: BucketingModule, with_bleu: bool = True) -> SplitScores: ...
 
 
 @dataclass
@@ -98,17 +95,19 @@ class _Interval:
 
 
 class Trainer:
-    """Trains ``model`` on ``train_iter``, validating with ``evaluator`` into ``run_dir``."""
+    """Trains ``model`` on ``train_iter``, validating with ``evaluator`` into ``run_dir``.
+
+    ``step`` defaults to the encoder-decoder's :class:`Seq2SeqStep`."""
 
     def __init__(
         self,
         model: BucketingModule,
-        train_iter: BucketIterator,
-        evaluator: Evaluator,
+        train_iter: TrainBatches,
+        evaluator: SplitEvaluator,
         config: TrainerConfig,
         run_dir: str | Path,
         device: torch.device,
-        step: Seq2SeqStep | None = None,
+        step: TrainStep | None = None,
     ) -> None:
         if config.early_stopping_metric not in EARLY_STOPPING_METRICS:
             raise NmtBucketError(
@@ -129,9 +128,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         bf16_cuda = config.bf16 and device.type == "cuda"
-        self.step = step or Seq2SeqStep(config.label_smoothing, bf16_cuda)
+        self.step: TrainStep = step or Seq2SeqStep(config.label_smoothing, bf16_cuda)
         self.optimizer = build_optimizer(model.parameters(), config)
-        self.scheduler = build_scheduler(self.optimizer, config)
+        updates_per_epoch = len(train_iter) // config.accumulate
+        self.scheduler = build_scheduler(self.optimizer, config, updates_per_epoch)
         higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
         self.keeper = CheckpointKeeper(
             self.run_dir / "checkpoints", config.keep_best, higher, config.keep_last
@@ -146,7 +146,7 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs: weights, optimizer, schedule, iterator position,
-        kept best checkpoints, counters and random state."""
+        the step's carried state, kept best checkpoints, counters and random state."""
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -156,6 +156,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "iterator": self.train_iter.state_dict(),
+            "step": self.step.state_dict(),
             "keeper": self.keeper.state_dict(),
             "progress": asdict(self.progress),
             "rng": rng,
@@ -177,6 +178,7 @@ class Trainer:
             ) from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.train_iter.load_state_dict(state["iterator"])
+        self.step.load_state_dict(state["step"])
         self.keeper.load_state_dict(state["keeper"])
         self.progress = TrainProgress(**state["progress"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -193,8 +195,8 @@ class Trainer:
             "resumed from %s at update %d (epoch %d, batch %d of it)",
             self.keeper.last_path,
             self.progress.updates,
-            self.train_iter.sampler.epoch,
-            self.train_iter.sampler.position,
+            self.train_iter.epoch,
+            self.train_iter.position,
         )
         return True
 
@@ -208,11 +210,12 @@ class Trainer:
             return self.progress
         self.model.train()
         started = time.monotonic() - self.progress.train_seconds
-        total = self.config.max_updates or None
+        epoch_updates = self.config.max_epochs * (len(self.train_iter) // self.config.accumulate)
+        total = self.config.max_updates or epoch_updates or None
         bar = Progress(
             total, "train", enabled=self.config.progress, unit="upd", initial=self.progress.updates
         )
-        window: list[Batch] = []  # micro-batches of the next update; may span an epoch end
+        window: list[TrainBatch] = []  # micro-batches of the next update; may span an epoch end
         try:
             while not self.progress.stop_reason:
                 for batch in self.train_iter:
@@ -241,11 +244,11 @@ class Trainer:
         self.metrics.close()
         return self.progress
 
-    def _train_window(self, window: list[Batch]) -> bool:
+    def _train_window(self, window: list[TrainBatch]) -> bool:
         """Forward and backward on each micro-batch of ``window``, then one update; returns
         whether the update was made (False: a non-finite loss or gradient skipped it)."""
-        tgt_counts = [int(b.tgt_lengths.sum()) for b in window if b.tgt_lengths is not None]
-        self.step.window_tokens = sum(tgt_counts)
+        tgt_counts = [b.num_target_tokens for b in window]
+        self.step.normalizer = loss_normalizer(window, self.config.loss_per)
         losses = []
         for batch, tgt_tokens in zip(window, tgt_counts, strict=True):
             on_device = batch.to(self.device, non_blocking=True)
@@ -315,16 +318,20 @@ class Trainer:
             self._save(self.keeper.snapshot(self.model.state_dict(), updates))
 
     def _after_epoch(self) -> None:
-        epoch = self.train_iter.sampler.epoch  # already advanced to the next epoch
+        epoch = self.train_iter.epoch  # already advanced to the next epoch
         log.info("epoch %d done at update %d", epoch, self.progress.updates)
         if self.config.max_epochs and epoch >= self.config.max_epochs:
             self.progress.stop_reason = f"reached trainer.max_epochs={self.config.max_epochs}"
+        if self.config.validate_each_epoch and self._validated_update != self.progress.updates:
+            self._validate_and_save()
+            limit = self._limit_reached()  # patience may have run out
+            self.progress.stop_reason = self.progress.stop_reason or limit or ""
 
     def _limit_reached(self, elapsed: float | None = None) -> str | None:
         config, progress = self.config, self.progress
         if config.max_updates and progress.updates >= config.max_updates:
             return f"reached trainer.max_updates={config.max_updates}"
-        if config.max_epochs and self.train_iter.sampler.epoch >= config.max_epochs:
+        if config.max_epochs and self.train_iter.epoch >= config.max_epochs:
             return f"reached trainer.max_epochs={config.max_epochs}"
         seconds = progress.train_seconds if elapsed is None else elapsed
         if config.max_minutes and seconds >= 60 * config.max_minutes:
@@ -383,11 +390,11 @@ class Trainer:
             lr=self.scheduler.get_last_lr()[0],
             tgt_tokens_per_second=interval.tgt_tokens / seconds,
             padding_percent=self.progress.padding_percent,
-            epoch=self.train_iter.sampler.epoch,
+            epoch=self.train_iter.epoch,
             nonfinite_updates=self.progress.nonfinite_updates,
         )
 
-    def _bar_fields(self, batch: Batch) -> dict[str, Any]:
+    def _bar_fields(self, batch: TrainBatch) -> dict[str, Any]:
         seconds = max(time.monotonic() - self._interval.start, 1e-9)
         return {
             "tok/s": round(self._interval.tgt_tokens / seconds),

@@ -50,7 +50,7 @@ from nmtbucket.data.tokenizer import PAD_ID
 from nmtbucket.models import build_sym_gen
 from nmtbucket.optim import build_optimizer
 from nmtbucket.train import to_train_config
-from nmtbucket.training import Seq2SeqStep
+from nmtbucket.train_step import Seq2SeqStep
 
 
 def random_batches(dataset: SequenceDataset, budget: int, seed: int) -> Iterator[Batch]:
@@ -83,6 +83,7 @@ def timed_steps(
     start = time.perf_counter()
     for _ in range(count):
         batch = next(batches)
+        step.normalizer = max(batch.num_target_tokens, 1)  # the mean loss per target token
         model.train_step(batch, step)
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
@@ -126,7 +127,7 @@ def main() -> int:
     model = BucketingModule(build_sym_gen(config.model, *vocab), scheme.default_bucket_key)
     model.train()
     optimizer = build_optimizer(model.parameters(), config.trainer)
-    step = Seq2SeqStep(config.trainer.label_smoothing, accumulate=1)
+    step = Seq2SeqStep(config.trainer.label_smoothing)
     clip = config.trainer.clip_norm or float("inf")
 
     for batches in sources.values():

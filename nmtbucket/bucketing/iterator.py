@@ -198,6 +198,15 @@ class BucketIterator:
         return self.sampler.default_bucket_key
 
     @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    @property
+    def position(self) -> int:
+        """Batches of the current epoch already yielded."""
+        return self.sampler.position
+
+    @property
     def step_shapes(self) -> dict[LengthKey, tuple[int, ...]]:
         return self.sampler.step_shapes
 

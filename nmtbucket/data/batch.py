@@ -32,6 +32,11 @@ class Batch:
         return int(self.src.shape[0])
 
     @property
+    def num_target_tokens(self) -> int:
+        """Target tokens (the ones a training loss counts); 0 without a target stream."""
+        return 0 if self.tgt_lengths is None else int(self.tgt_lengths.sum())
+
+    @property
     def num_padded_tokens(self) -> int:
         """Tokens the step computes on: B x (S + T)."""
         return self.src.numel() + (0 if self.tgt is None else self.tgt.numel())

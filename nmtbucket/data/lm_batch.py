@@ -5,7 +5,7 @@ sentence mode builds one from whole sentences padded to a length key."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -18,10 +18,29 @@ class LMBatch:
     targets: torch.Tensor  # (B, T) int64, inputs shifted by one; any value after a row's length
     lengths: torch.Tensor  # (B,) int64 real positions per row (T everywhere in stream mode)
     state: tuple[torch.Tensor, torch.Tensor] | None = None  # (N, B, d) each; None: zeros
+    continues: bool = False  # row b continues row b of the previous batch (stream mode)
 
     @property
     def bucket_key(self) -> int:
         return int(self.inputs.shape[1])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def num_target_tokens(self) -> int:
+        """Real positions: the tokens predicted, and counted in the loss and perplexity."""
+        return int(self.lengths.sum())
+
+    @property
+    def num_real_tokens(self) -> int:
+        return self.num_target_tokens
+
+    @property
+    def num_padded_tokens(self) -> int:
+        """Positions computed: B x T."""
+        return self.inputs.numel()
 
     @property
     def mask(self) -> torch.Tensor:
@@ -29,13 +48,23 @@ class LMBatch:
         positions = torch.arange(self.inputs.shape[1], device=self.inputs.device)  # (T,)
         return positions[None, :] < self.lengths[:, None]
 
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> LMBatch:
+        """The tensors on ``device`` (a carried state stays where it is)."""
+        return replace(
+            self,
+            inputs=self.inputs.to(device, non_blocking=non_blocking),
+            targets=self.targets.to(device, non_blocking=non_blocking),
+            lengths=self.lengths.to(device, non_blocking=non_blocking),
+        )
+
 
 def collate_sentences(sentences: Sequence[Sequence[int]], bucket_key: int, eos_id: int) -> LMBatch:
     """Sentences (word ids ending with ``<eos>``) as one batch of ``bucket_key`` positions.
 
     Every token of a sentence is predicted, the first one from ``<eos>`` (the end of the
     sentence before, as in the stream), so a sentence of n ids (``<eos>`` included) needs a key
-    of at least n. Positions after a row's length are padding, left out by :attr:`LMBatch.mask`.
+    of at least n. Positions after a row's length are padding, left out by :attr:`LMBatch.mask`;
+    an empty sentence makes a row of padding only (a filler row of a bucket's last batch).
     """
     rows = len(sentences)
     inputs = torch.full((rows, bucket_key), eos_id, dtype=torch.int64)  # (B, T)

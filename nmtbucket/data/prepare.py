@@ -100,6 +100,12 @@ def resolve_corpus(config: DataConfig, progress: bool = True) -> CorpusFiles:
         return CorpusFiles(folder, "src", "tgt", {role: role for role in ROLES})
     if config.task != "parallel":
         raise NmtBucketError(f"data.task must be one of {TASKS}, got {config.task!r}")
+    splits = {"train": config.train, "valid": config.valid, "test": config.test}
+    return CorpusFiles(corpus_folder(config), config.src_lang, config.tgt_lang, splits)
+
+
+def corpus_folder(config: DataConfig) -> Path:
+    """``{root}/{dir}``, checked to exist, with errors that say which setting to fix."""
     if not config.root:
         raise NmtBucketError(
             "no data root: set NMTBUCKET_DATA_ROOT or pass data.root=... (the folder that holds "
@@ -113,8 +119,7 @@ def resolve_corpus(config: DataConfig, progress: bool = True) -> CorpusFiles:
     folder = root / config.dir
     if not folder.is_dir():
         raise NmtBucketError(f"corpus folder {folder} does not exist; check data.dir={config.dir}")
-    splits = {"train": config.train, "valid": config.valid, "test": config.test}
-    return CorpusFiles(folder, config.src_lang, config.tgt_lang, splits)
+    return folder
 
 
 def build_tokenizers(

@@ -1,11 +1,18 @@
-"""Truncated back-propagation through time over one token stream (Zaremba et al. 2014): the
-stream is cut into ``batch_size`` equal columns read side by side, ``bptt`` tokens at a time, so
-every batch has the same shape (one bucket key) and row ``b`` of a batch continues row ``b`` of
-the batch before it (the hidden state is carried over)."""
+"""Truncated back-propagation through time over one token stream (Zaremba et al. 2014).
+
+The predictions of the stream are cut into ``batch_size`` columns read side by side, ``bptt``
+positions at a time, so row ``b`` of a batch continues row ``b`` of the batch before it (the
+trainer carries the hidden state over). Every batch has the same shape, so one bucket key
+serves the whole run: the last chunk is padded and masked rather than dropped or shortened, and
+every token after the first is predicted exactly once per epoch. Column ``b`` starts with the
+token that column ``b - 1`` predicts last, so no prediction is lost at a column boundary (only
+the hidden state before it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -14,42 +21,88 @@ from nmtbucket.errors import NmtBucketError
 
 
 class StreamBatches:
-    """The batches of one epoch over ``tokens`` (N,).
+    """The batches of ``tokens`` (N,), epoch after epoch, resumable mid-epoch.
 
-    The stream is trimmed to ``batch_size`` x (N // batch_size) tokens and laid out as that many
-    columns. Each column's tokens after its first are predicted exactly once per epoch. With
-    ``drop_last`` (training, one key for the whole run) a final chunk shorter than ``bptt`` is
-    left out; without it (evaluation) it comes as a last, shorter batch.
+    Iterating yields the rest of the current epoch and then moves to the next; the first batch
+    of an epoch has ``continues=False`` (start from a zero state), the others ``True``.
     """
 
-    def __init__(
-        self, tokens: torch.Tensor, batch_size: int, bptt: int, drop_last: bool = True
-    ) -> None:
+    def __init__(self, tokens: torch.Tensor, batch_size: int, bptt: int, pad_id: int = 0) -> None:
         if batch_size < 1 or bptt < 1:
             raise NmtBucketError(
                 f"batch size and bptt length must be at least 1, got {batch_size} and {bptt}"
             )
-        column_len = tokens.numel() // batch_size
-        if column_len < 2:
+        predictions = tokens.numel() - 1
+        if predictions < batch_size:
             raise NmtBucketError(
-                f"a stream of {tokens.numel()} tokens is too short for {batch_size} columns "
-                "of at least 2 tokens; lower the batch size"
+                f"a stream of {tokens.numel()} tokens is too short for {batch_size} columns; "
+                "lower the batch size"
             )
-        self.columns = tokens[: batch_size * column_len].view(batch_size, column_len)  # (B, L)
+        column_len = -(-predictions // batch_size)  # predictions per column, the last may be short
+        self.num_batches = -(-column_len // bptt)
+        padded_len = self.num_batches * bptt  # per column, a multiple of bptt
+        self.inputs = torch.full((batch_size, padded_len), pad_id, dtype=torch.int64)  # (B, L)
+        self.targets = torch.full((batch_size, padded_len), pad_id, dtype=torch.int64)  # (B, L)
+        self.column_lengths = torch.zeros(batch_size, dtype=torch.int64)  # (B,) real positions
+        for column in range(batch_size):
+            start = column * column_len
+            end = min(start + column_len, predictions)
+            length = max(end - start, 0)
+            self.inputs[column, :length] = tokens[start:end]
+            self.targets[column, :length] = tokens[start + 1 : end + 1]
+            self.column_lengths[column] = length
+        self.num_tokens = tokens.numel()
         self.bptt = bptt
-        self.drop_last = drop_last
+        self.epoch = 0
+        self.position = 0  # batches of the current epoch already yielded
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def num_predictions(self) -> int:
+        """Tokens predicted per epoch: all of them but the first."""
+        return int(self.column_lengths.sum())
 
     def __len__(self) -> int:
-        predicted = self.columns.shape[1] - 1  # per column: every token after the first
-        return predicted // self.bptt if self.drop_last else -(-predicted // self.bptt)
+        return self.num_batches
 
     def __iter__(self) -> Iterator[LMBatch]:
-        batch_size = self.columns.shape[0]
-        for i in range(len(self)):
-            start = i * self.bptt
-            end = min(start + self.bptt, self.columns.shape[1] - 1)
-            yield LMBatch(
-                inputs=self.columns[:, start:end],  # (B, T)
-                targets=self.columns[:, start + 1 : end + 1],  # (B, T)
-                lengths=torch.full((batch_size,), end - start),  # (B,) every position is real
-            )
+        while self.position < self.num_batches:
+            self.position += 1  # before yielding: a state taken now resumes after this batch
+            yield self.batch(self.position - 1)
+        self.epoch += 1
+        self.position = 0
+
+    def batch(self, index: int) -> LMBatch:
+        """Batch ``index`` of every epoch: positions ``index * bptt`` onwards of each column."""
+        start = index * self.bptt
+        lengths = (self.column_lengths - start).clamp(0, self.bptt)  # (B,)
+        return LMBatch(
+            inputs=self.inputs[:, start : start + self.bptt],  # (B, bptt)
+            targets=self.targets[:, start : start + self.bptt],  # (B, bptt)
+            lengths=lengths,
+            continues=index > 0,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "num_tokens": self.num_tokens,
+            "batch_size": self.batch_size,
+            "bptt": self.bptt,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume where ``state`` was taken; refuses a state from another stream or layout."""
+        mine = self.state_dict()
+        for field in ("num_tokens", "batch_size", "bptt"):
+            if state[field] != mine[field]:
+                raise NmtBucketError(
+                    f"stream state does not match this data: {field} was {state[field]!r}, "
+                    f"now {mine[field]!r}; resume with the same data, batch size and bptt"
+                )
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])

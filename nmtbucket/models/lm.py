@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nmtbucket.config import ModelConfig
 from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.errors import NmtBucketError
 
@@ -33,7 +34,11 @@ class LSTMLanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, d_model)
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(
-            d_model, d_model, num_layers=num_layers, batch_first=True, dropout=dropout
+            d_model,
+            d_model,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,  # between layers; self.dropout: ends
         )
         self.output = nn.Linear(d_model, vocab_size)
         for parameter in self.parameters():  # Zaremba et al.: uniform in [-r, r]
@@ -82,3 +87,25 @@ def lm_sym_gen(core: LSTMLanguageModel) -> Callable[[int], KeyedLanguageModel]:
         return KeyedLanguageModel(core, bucket_key)
 
     return sym_gen
+
+
+def build_language_model(config: ModelConfig, vocab_size: int) -> LSTMLanguageModel:
+    """The shared layers of ``model.arch=lstm_lm``, after checking the ``model.*`` keys it
+    reads (each error names the key)."""
+    if config.arch != "lstm_lm":
+        raise NmtBucketError(f"model.arch must be lstm_lm for a language model, got {config.arch}")
+    for name in ("d_model", "decoder_layers"):
+        if getattr(config, name) < 1:
+            raise NmtBucketError(f"model.{name} must be at least 1, got {getattr(config, name)}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise NmtBucketError(f"model.dropout must be in [0, 1), got {config.dropout}")
+    if config.init_range <= 0:
+        raise NmtBucketError(f"model.init_range must be positive, got {config.init_range}")
+    return LSTMLanguageModel(
+        vocab_size,
+        config.d_model,
+        config.decoder_layers,
+        config.dropout,
+        tie_weights=config.tie_output_embeddings,
+        init_range=config.init_range,
+    )

@@ -26,6 +26,20 @@ def test_custom_key_example_runs_and_trains_every_bucket(tmp_path) -> None:
     assert "built keys: (('reverse', 12)," in result.stdout
 
 
+def test_language_model_example_runs_and_learns_the_stream(tmp_path) -> None:
+    block = README.split("<!-- example: language-model -->", 1)[1]
+    code = re.search(r"```python\n(.*?)```", block, re.S)
+    assert code is not None
+    script = tmp_path / "example.py"
+    script.write_text(code.group(1))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
+    )
+    perplexities = [float(x) for x in re.findall(r"valid perplexity (\d+\.\d+)", result.stdout)]
+    assert len(perplexities) == 4
+    assert perplexities[-1] < perplexities[0] and perplexities[-1] < 2.0  # 9 words, learned
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
     test_command = next(c for c in commands if "pytest" in c)

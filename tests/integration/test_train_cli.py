@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import nmtbucket.training
+import nmtbucket.train_step
 from nmtbucket.checkpoint import load_checkpoint
 from nmtbucket.loss import LossTerms
 from nmtbucket.metrics import read_metrics
@@ -84,7 +84,7 @@ def test_resume_gives_the_same_parameters_as_one_run(
 
 
 def _loss_with_nan_at(batches: set[int]) -> object:
-    real = nmtbucket.training.label_smoothed_cross_entropy
+    real = nmtbucket.train_step.label_smoothed_cross_entropy
     calls = {"n": 0}
 
     def loss(*args: object, **kwargs: object) -> LossTerms:
@@ -100,7 +100,9 @@ def _loss_with_nan_at(batches: set[int]) -> object:
 def test_a_nan_loss_skips_its_update_and_is_counted(
     tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(nmtbucket.training, "label_smoothed_cross_entropy", _loss_with_nan_at({2}))
+    monkeypatch.setattr(
+        nmtbucket.train_step, "label_smoothed_cross_entropy", _loss_with_nan_at({2})
+    )
     assert run_cli(monkeypatch, tiny_overrides(tmp_path)) == 0
     results = read_results(tmp_path / "run")
     assert results["nonfinite_updates"] == 1
@@ -114,7 +116,7 @@ def test_nan_losses_in_a_row_stop_the_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(
-        nmtbucket.training, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
+        nmtbucket.train_step, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
     )
     overrides = tiny_overrides(
         tmp_path, **{"trainer.max_bad_updates": 3, "trainer.max_updates": 10}

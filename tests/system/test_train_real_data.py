@@ -47,3 +47,27 @@ def test_demo_reaches_90_bleu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     overrides.append(f"data.cache_dir={tmp_path / 'cache'}")
     assert run_cli(monkeypatch, overrides) == 0
     assert read_results(tmp_path / "run")["test_bleu"] >= 90
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "ptb").is_dir(), reason=f"no corpora under {DATA}")
+@pytest.mark.parametrize("experiment", ["ptb_small", "ptb_medium", "ptb_large", "ptb_sentences"])
+def test_ptb_experiment_trains_and_scores_every_token(
+    experiment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = experiment in ("ptb_small", "ptb_sentences")
+    overrides = [
+        f"+experiment={experiment}",
+        f"data.root={DATA}",
+        f"run_dir={tmp_path / 'run'}",
+        "trainer.device=cpu",
+        f"trainer.max_updates={300 if small else 2}",
+        "trainer.progress=false",
+    ]
+    if not small:  # the GPU-sized models: only that they build, train and score
+        overrides.append("data.lm.eval_batch_size=20")
+    assert run_cli(monkeypatch, overrides) == 0
+    results = read_results(tmp_path / "run")
+    assert results["valid_tokens"] == 73760 and results["test_tokens"] == 82430  # README counts
+    if small:  # 300 updates take a 10000-word vocabulary far below uniform
+        assert results["test_perplexity"] < 1000

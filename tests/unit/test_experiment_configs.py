@@ -71,16 +71,16 @@ def test_wrong_type_fails_naming_the_key() -> None:
 
 def test_unknown_choice_fails_before_any_work() -> None:
     with pytest.raises(
-        NmtBucketError, match=r"model.arch must be one of \('transformer', 'lstm'\)"
+        NmtBucketError, match=r"model.arch must be one of \('transformer', 'lstm', 'lstm_lm'\)"
     ):
         check_choices(_compose("model.arch=gru"))
 
 
 def test_the_modules_accept_exactly_the_listed_choices() -> None:
     from nmtbucket.bucketing.batching import OVERLONG_POLICIES
-    from nmtbucket.config import CHOICES, EARLY_STOPPING_METRICS
+    from nmtbucket.config import CHOICES, EARLY_STOPPING_METRICS, LANGUAGE_MODEL_ARCHS
     from nmtbucket.models import ARCHS
 
-    assert set(ARCHS) == set(CHOICES["model.arch"])
+    assert set(ARCHS) | set(LANGUAGE_MODEL_ARCHS) == set(CHOICES["model.arch"])
     assert set(EARLY_STOPPING_METRICS) == set(CHOICES["trainer.early_stopping_metric"])
     assert set(OVERLONG_POLICIES) == set(CHOICES["bucketing.overlong"])

@@ -1,5 +1,5 @@
-"""Word-level LM data: the training vocabulary, <eos> per line, and stream batches that predict
-every token of every column once per epoch."""
+"""Word-level LM data: the training vocabulary, <eos> per line, stream batches that predict every
+token once per epoch under one key, and sentence batches with 1-D keys and masked padding."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from nmtbucket.bucketing.iterator import BucketBatchSampler
 from nmtbucket.data.corpus import CorpusError
 from nmtbucket.data.lm_batch import collate_sentences
+from nmtbucket.data.sentence_batches import SentenceBatches, sentence_lengths
 from nmtbucket.data.stream import StreamBatches
 from nmtbucket.data.words import EOS_WORD, WordVocabulary
 from nmtbucket.errors import NmtBucketError
@@ -34,40 +36,50 @@ def test_an_unknown_word_without_unk_names_file_and_line(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("n", "batch_size", "bptt", "drop_last", "batches", "last_len"),
-    [
-        (21, 2, 3, True, 3, 3),  # columns of 10: 9 predicted each, 3 chunks of 3
-        (23, 2, 4, True, 2, 4),  # columns of 11: 10 predicted, the 2 left over are dropped
-        (23, 2, 4, False, 3, 2),  # ... or come as a shorter last batch
-        (7, 1, 10, False, 1, 6),
-    ],
+    ("n", "batch_size", "bptt"),
+    [(21, 2, 3), (23, 2, 4), (7, 1, 10), (10, 4, 2), (101, 7, 5)],
 )
-def test_stream_batches_predict_every_token_after_each_column_start_once(
-    n: int, batch_size: int, bptt: int, drop_last: bool, batches: int, last_len: int
+def test_stream_batches_predict_every_token_but_the_first_exactly_once_per_epoch(
+    n: int, batch_size: int, bptt: int
 ) -> None:
-    tokens = torch.arange(n)
-    stream = StreamBatches(tokens, batch_size, bptt, drop_last)
-    got = list(stream)
-    assert len(got) == len(stream) == batches
-    assert got[-1].inputs.shape == (batch_size, last_len) and got[-1].bucket_key == last_len
-    assert all(bool(b.mask.all()) for b in got)  # no padding in a stream
-    assert all(b.inputs.shape == (batch_size, bptt) for b in got[:-1])
-    columns = tokens[: batch_size * (n // batch_size)].view(batch_size, -1)
-    for batch in got:
-        assert torch.equal(batch.targets[:, :-1], batch.inputs[:, 1:])  # shifted by one
-    predicted = torch.cat([b.targets for b in got], dim=1)  # (B, predicted per column)
-    if drop_last:
-        assert torch.equal(predicted, columns[:, 1 : 1 + predicted.shape[1]])
-        assert columns.shape[1] - 1 - predicted.shape[1] < bptt  # only a short tail is dropped
-    else:
-        assert torch.equal(predicted, columns[:, 1:])  # every token after each column start
-    inputs = torch.cat([b.inputs for b in got], dim=1)
-    assert torch.equal(inputs, columns[:, : inputs.shape[1]])  # row b continues row b
+    tokens = torch.arange(100, 100 + n)  # distinct values: a token's identity is its value
+    stream = StreamBatches(tokens, batch_size, bptt)
+    for epoch in range(2):
+        got = list(stream)
+        assert stream.epoch == epoch + 1 and stream.position == 0
+        assert len(got) == len(stream)
+        assert {b.inputs.shape for b in got} == {(batch_size, bptt)}  # one key for the run
+        assert [b.continues for b in got] == [False] + [True] * (len(got) - 1)
+        predicted = torch.cat([b.targets[b.mask] for b in got])
+        assert sorted(predicted.tolist()) == tokens[1:].tolist()  # each exactly once
+        assert stream.num_predictions == n - 1
+        for batch in got:  # each real target is the token after its input
+            assert torch.equal(batch.targets[batch.mask], batch.inputs[batch.mask] + 1)
+    inputs = torch.cat([b.inputs for b in got], dim=1)  # (B, L): row b continues row b
+    lengths = stream.column_lengths.tolist()
+    starts = [0]
+    for length in lengths[:-1]:
+        starts.append(starts[-1] + length)
+    for row, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+        assert inputs[row, :length].tolist() == tokens[start : start + length].tolist()
+
+
+def test_a_stream_resumes_mid_epoch_and_refuses_another_layout() -> None:
+    stream = StreamBatches(torch.arange(50), batch_size=3, bptt=4)
+    iterator = iter(stream)
+    next(iterator), next(iterator)
+    state = stream.state_dict()
+    resumed = StreamBatches(torch.arange(50), batch_size=3, bptt=4)
+    resumed.load_state_dict(state)
+    rest = [b.inputs.tolist() for b in iterator]
+    assert [b.inputs.tolist() for b in resumed] == rest
+    with pytest.raises(NmtBucketError, match=r"bptt was 4, now 5"):
+        StreamBatches(torch.arange(50), batch_size=3, bptt=5).load_state_dict(state)
 
 
 def test_a_stream_too_short_for_its_columns_is_an_error() -> None:
-    with pytest.raises(NmtBucketError, match=r"too short for 4 columns"):
-        StreamBatches(torch.arange(7), batch_size=4, bptt=2)
+    with pytest.raises(NmtBucketError, match=r"too short for 8 columns"):
+        StreamBatches(torch.arange(7), batch_size=8, bptt=2)
 
 
 def test_sentences_become_one_padded_batch_whose_mask_covers_every_real_token() -> None:
@@ -83,3 +95,28 @@ def test_sentences_become_one_padded_batch_whose_mask_covers_every_real_token() 
     ]
     with pytest.raises(ValueError, match=r"does not fit key 3"):
         collate_sentences([[1, 2, 3, eos]], bucket_key=3, eos_id=eos)
+
+
+def test_sentence_batches_take_the_smallest_1d_key_that_holds_each_sentence() -> None:
+    eos = 0
+    sentences = [[1] * n + [eos] for n in (2, 5, 3, 8, 1, 6, 4)]  # lengths 3 6 4 9 2 7 5
+    lengths = sentence_lengths(sentences)
+    assert lengths.shape == (7, 1)
+    buckets = (4, 7, 9)
+    sampler = BucketBatchSampler(lengths, buckets, {4: 2, 7: 2, 9: 2}, shuffle=False)
+    batches = list(SentenceBatches(sentences, sampler, eos))
+    seen = []
+    for batch in batches:
+        key = batch.bucket_key
+        assert key in buckets and batch.inputs.shape[1] == key
+        for row in range(batch.batch_size):
+            length = int(batch.lengths[row])
+            if length:  # not a filler row
+                assert length <= key
+                seen.append(length)
+                assert batch.targets[row, :length].tolist() == [1] * (length - 1) + [eos]
+    assert sorted(seen) == sorted(int(n) for n in lengths[:, 0])  # every sentence, once
+    assert sum(b.num_target_tokens for b in batches) == int(lengths.sum())
+    one_per_batch = BucketBatchSampler(lengths, buckets, {4: 1, 7: 1, 9: 1}, shuffle=False)
+    for batch in SentenceBatches(sentences, one_per_batch, eos):  # no leftovers to move on
+        assert batch.bucket_key == min(k for k in buckets if k >= int(batch.lengths[0]))

@@ -11,7 +11,7 @@ from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
 from nmtbucket.data.tokenizer import EOS_ID
 from nmtbucket.models import build_sym_gen
-from nmtbucket.training import Seq2SeqStep
+from nmtbucket.train_step import Seq2SeqStep, loss_normalizer
 
 
 def _dataset() -> SequenceDataset:
@@ -28,7 +28,7 @@ def _gradients(
     model: BucketingModule, batches: list[Batch], step: Seq2SeqStep
 ) -> list[torch.Tensor]:
     model.zero_grad(set_to_none=True)
-    step.window_tokens = sum(int(b.tgt_lengths.sum()) for b in batches)  # type: ignore[union-attr]
+    step.normalizer = loss_normalizer(batches, "token")
     for batch in batches:
         model.train_step(batch, step)
     return [p.grad.clone() for p in model.parameters() if p.grad is not None]

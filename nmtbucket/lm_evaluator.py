@@ -1,0 +1,63 @@
+"""Perplexity of a language model on a held-out split, over every token of it, ``<eos>``
+included, as the papers report it: ``exp`` of the mean negative log-likelihood per token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+
+from nmtbucket.bucketing.module import BucketingModule
+from nmtbucket.data.lm_batch import LMBatch
+from nmtbucket.evaluation import perplexity
+from nmtbucket.evaluator import SplitScores
+from nmtbucket.loss import masked_cross_entropy
+from nmtbucket.models.lm import LMState
+from nmtbucket.progress import Progress
+
+
+class PerplexityEvaluator:
+    """Scores a split given as its fixed ``batches`` (stream batches, which carry the state from
+    one to the next, or sentence batches, which start from zeros); a
+    :class:`~nmtbucket.training.SplitEvaluator`."""
+
+    def __init__(
+        self,
+        split: str,
+        batches: Sequence[LMBatch],
+        device: torch.device,
+        progress: bool = True,
+    ) -> None:
+        self.split = split
+        self.batches = batches
+        self.device = device
+        self.progress = progress
+
+    @torch.inference_mode()
+    def evaluate(self, model: BucketingModule, with_bleu: bool = False) -> SplitScores:
+        """Loss and perplexity (``with_bleu`` is ignored: a language model has no BLEU)."""
+        was_training = model.training
+        model.eval()
+        nll_sum, num_tokens = 0.0, 0
+        state: LMState | None = None  # (num_layers, B, d_model) each
+        try:
+            with Progress(
+                len(self.batches), f"score {self.split}", enabled=self.progress, unit="batch"
+            ) as bar:
+                for batch in self.batches:
+                    batch = batch.to(self.device)
+                    start = state if batch.continues else None
+                    logits, state = model(replace(batch, state=start))  # (B, T, V)
+                    terms = masked_cross_entropy(logits, batch.targets, batch.mask)
+                    nll_sum += float(terms.nll_sum)
+                    num_tokens += int(terms.num_tokens)
+                    bar.update(1)
+        finally:
+            model.train(was_training)
+        return SplitScores(
+            split=self.split,
+            loss=nll_sum / max(num_tokens, 1),
+            perplexity=perplexity(nll_sum, num_tokens),
+            num_tokens=num_tokens,
+        )

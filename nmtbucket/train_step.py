@@ -1,0 +1,101 @@
+"""The training step: what the loop runs on each micro-batch in its bucket's module, what it
+reads from a batch, and what an update's summed loss is divided by; and the encoder-decoder's
+step. The language model's is :class:`nmtbucket.lm_step.LanguageModelStep`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from nmtbucket.data.batch import Batch
+from nmtbucket.data.tokenizer import PAD_ID
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.loss import label_smoothed_cross_entropy
+
+
+class TrainBatch(Protocol):
+    """What the loop reads from a batch besides running it: where it goes and what it counts."""
+
+    @property
+    def bucket_key(self) -> Any: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def num_target_tokens(self) -> int:
+        """Tokens the loss counts (predicted, not padding)."""
+        ...
+
+    @property
+    def num_real_tokens(self) -> int:
+        """Tokens of the batch that are not padding, all streams together."""
+        ...
+
+    @property
+    def num_padded_tokens(self) -> int:
+        """Positions the step computes on, padding included."""
+        ...
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> TrainBatch: ...
+
+
+class TrainStep(Protocol):
+    """Forward, loss and backward of one micro-batch in its bucket's module (a
+    :data:`~nmtbucket.bucketing.executor.StepFn`). The gradient is that of the summed loss
+    divided by ``normalizer``, which the trainer sets before each update's micro-batches.
+    Returns the loss per target token, detached. A step may hold state across batches (the
+    carried recurrent state of a language model); ``state_dict`` saves it for exact resume."""
+
+    normalizer: float
+
+    def __call__(self, module: nn.Module, batch: Any) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def loss_normalizer(window: Sequence[TrainBatch], loss_per: str) -> float:
+    """What an update's summed loss is divided by: its target tokens (``token``), or its batch
+    rows (``row``: the loss summed over time steps and averaged over sequences, as Zaremba et
+    al. train). Over the whole accumulation window, so an update over several micro-batches
+    equals one over their union, however the bucket keys split them."""
+    if loss_per == "row":
+        return float(max(sum(b.batch_size for b in window), 1))
+    if loss_per == "token":
+        return float(max(sum(b.num_target_tokens for b in window), 1))
+    raise NmtBucketError(f"trainer.loss_per must be token or row, got {loss_per!r}")
+
+
+class Seq2SeqStep:
+    """Forward, label-smoothed loss and backward for one micro-batch of an encoder-decoder
+    (see :class:`TrainStep`). The optimizer update is the trainer's job."""
+
+    def __init__(self, label_smoothing: float, bf16_cuda: bool = False) -> None:
+        self.label_smoothing = label_smoothing
+        self.bf16_cuda = bf16_cuda
+        self.normalizer = 1.0
+
+    def __call__(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        assert batch.tgt is not None
+        with self._autocast():
+            logits = module(batch)  # (B, T, V)
+        terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, self.label_smoothing)
+        (terms.loss_sum / self.normalizer).backward()
+        return (terms.loss_sum / terms.num_tokens.clamp(min=1)).detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore: each batch stands alone."""
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.bf16_cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
