@@ -154,6 +154,8 @@ class TrainerConfig:
     max_updates: int = 0  # stop after this many optimizer updates (0: no limit)
     max_epochs: int = 0  # 0: no limit
     max_minutes: float = 0.0  # stop (and evaluate) after this much training time (0: no limit)
+    max_minutes_per_run: float = 0.0  # stop (evaluate, save) after this long in one command; the
+    # same command resumes: a long run in time-limited pieces (0: no limit)
     optimizer: str = "adamw"  # adamw | sgd (plain, no momentum: Zaremba et al.)
     lr: float = 5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])

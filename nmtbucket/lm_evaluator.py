@@ -4,7 +4,6 @@ included, as the papers report it: ``exp`` of the mean negative log-likelihood p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
 
@@ -47,8 +46,7 @@ class PerplexityEvaluator:
             ) as bar:
                 for batch in self.batches:
                     batch = batch.to(self.device)
-                    start = state if batch.continues else None
-                    logits, state = model(replace(batch, state=start))  # (B, T, V)
+                    logits, state = model(batch.with_carried_state(state))  # (B, T, V)
                     terms = masked_cross_entropy(logits, batch.targets, batch.mask)
                     nll_sum += float(terms.nll_sum)
                     num_tokens += int(terms.num_tokens)

@@ -4,7 +4,6 @@ cross-entropy, backward; and the state carried to the next batch of the stream."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -31,8 +30,7 @@ class LanguageModelStep:
         self._state: LMState | None = None  # (num_layers, B, d_model) each
 
     def __call__(self, module: nn.Module, batch: LMBatch) -> torch.Tensor:
-        start = self._state if batch.continues else None
-        logits, state = module(replace(batch, state=start))  # (B, T, V)
+        logits, state = module(batch.with_carried_state(self._state))  # (B, T, V)
         terms = masked_cross_entropy(logits, batch.targets, batch.mask, self.label_smoothing)
         (terms.loss_sum / self.normalizer).backward()
         self._state = (state[0].detach(), state[1].detach())
@@ -43,3 +41,8 @@ class LanguageModelStep:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._state = (state["hidden"], state["cell"]) if state else None
+
+    def discard_state(self) -> None:
+        """After a skipped update: the next batch starts from zeros, not from a state that
+        may hold NaN or infinity."""
+        self._state = None

@@ -39,16 +39,20 @@ def build_optimizer(
     )
 
 
-def lr_multiplier(config: TrainerConfig, updates_per_epoch: int = 0) -> Callable[[int], float]:
+def lr_multiplier(
+    config: TrainerConfig, epoch_of: Callable[[], int] | None = None
+) -> Callable[[int], float]:
     """The factor on ``trainer.lr`` after ``update`` updates (the first update sees update 0).
 
     * ``inverse_sqrt``: linear warm-up to 1, then ``sqrt(warmup / update)`` (Vaswani et al.).
     * ``constant``: linear warm-up to 1, then 1.
     * ``cosine``: linear warm-up to 1, then a half cosine down to ``min_lr / lr`` at
       ``max_updates`` (which must be set).
-    * ``epoch_decay``: linear warm-up to 1; 1 for the first ``full_lr_epochs`` epochs of
-      ``updates_per_epoch`` updates, then ``lr_decay`` times the previous epoch's (Zaremba et
-      al.: epoch ``e``, counted from 0, has ``lr_decay ** max(0, e + 1 - full_lr_epochs)``).
+    * ``epoch_decay``: linear warm-up to 1; 1 for the first ``full_lr_epochs`` epochs, then
+      ``lr_decay`` times the previous epoch's (Zaremba et al.: epoch ``e``, counted from 0, has
+      ``lr_decay ** max(0, e + 1 - full_lr_epochs)``). The epoch is ``epoch_of()``, the epoch of
+      the batches the next update trains, so skipped updates and accumulation windows do not
+      shift the decay.
     """
     warmup = max(config.warmup_updates, 0)
     if config.schedule not in SCHEDULES:
@@ -60,10 +64,10 @@ def lr_multiplier(config: TrainerConfig, updates_per_epoch: int = 0) -> Callable
             "trainer.schedule=cosine needs trainer.max_updates above trainer.warmup_updates "
             f"(got max_updates={config.max_updates}, warmup_updates={warmup})"
         )
-    if config.schedule == "epoch_decay" and updates_per_epoch < 1:
+    if config.schedule == "epoch_decay" and epoch_of is None:
         raise NmtBucketError(
-            "trainer.schedule=epoch_decay needs the number of updates per epoch, and the "
-            "training data gives none; use a per-update schedule"
+            "trainer.schedule=epoch_decay needs to know the training epoch, which only the "
+            "Trainer gives; use a per-update schedule"
         )
     floor = config.min_lr / config.lr if config.lr > 0 else 0.0
 
@@ -76,8 +80,8 @@ def lr_multiplier(config: TrainerConfig, updates_per_epoch: int = 0) -> Callable
         if config.schedule == "constant":
             return 1.0
         if config.schedule == "epoch_decay":
-            epoch = update // updates_per_epoch
-            return config.lr_decay ** max(0, epoch + 1 - config.full_lr_epochs)
+            assert epoch_of is not None
+            return config.lr_decay ** max(0, epoch_of() + 1 - config.full_lr_epochs)
         progress = min((step - warmup) / (config.max_updates - warmup), 1.0)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -85,7 +89,9 @@ def lr_multiplier(config: TrainerConfig, updates_per_epoch: int = 0) -> Callable
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainerConfig, updates_per_epoch: int = 0
+    optimizer: torch.optim.Optimizer,
+    config: TrainerConfig,
+    epoch_of: Callable[[], int] | None = None,
 ) -> LambdaLR:
     """Steps once per update, multiplying ``trainer.lr`` by :func:`lr_multiplier`."""
-    return LambdaLR(optimizer, lr_multiplier(config, updates_per_epoch))
+    return LambdaLR(optimizer, lr_multiplier(config, epoch_of))

@@ -24,7 +24,9 @@ class TrainBatch(Protocol):
     def bucket_key(self) -> Any: ...
 
     @property
-    def batch_size(self) -> int: ...
+    def num_sequences(self) -> int:
+        """Rows that hold an example (filler rows of padding only are not counted)."""
+        ...
 
     @property
     def num_target_tokens(self) -> int:
@@ -59,6 +61,10 @@ class TrainStep(Protocol):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
+    def discard_state(self) -> None:
+        """Forget what was carried from the batches of an update that was skipped."""
+        ...
+
 
 def loss_normalizer(window: Sequence[TrainBatch], loss_per: str) -> float:
     """What an update's summed loss is divided by: its target tokens (``token``), or its batch
@@ -66,7 +72,7 @@ def loss_normalizer(window: Sequence[TrainBatch], loss_per: str) -> float:
     al. train). Over the whole accumulation window, so an update over several micro-batches
     equals one over their union, however the bucket keys split them."""
     if loss_per == "row":
-        return float(max(sum(b.batch_size for b in window), 1))
+        return float(max(sum(b.num_sequences for b in window), 1))
     if loss_per == "token":
         return float(max(sum(b.num_target_tokens for b in window), 1))
     raise NmtBucketError(f"trainer.loss_per must be token or row, got {loss_per!r}")
@@ -94,6 +100,9 @@ class Seq2SeqStep:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Nothing to restore: each batch stands alone."""
+
+    def discard_state(self) -> None:
+        """Nothing is carried."""
 
     def _autocast(self) -> AbstractContextManager[Any]:
         if self.bf16_cuda:

@@ -130,8 +130,7 @@ class Trainer:
         bf16_cuda = config.bf16 and device.type == "cuda"
         self.step: TrainStep = step or Seq2SeqStep(config.label_smoothing, bf16_cuda)
         self.optimizer = build_optimizer(model.parameters(), config)
-        updates_per_epoch = len(train_iter) // config.accumulate
-        self.scheduler = build_scheduler(self.optimizer, config, updates_per_epoch)
+        self.scheduler = build_scheduler(self.optimizer, config, self._upcoming_epoch)
         higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
         self.keeper = CheckpointKeeper(
             self.run_dir / "checkpoints", config.keep_best, higher, config.keep_last
@@ -141,6 +140,7 @@ class Trainer:
         self._interval = _Interval()
         self._last_loss = 0.0
         self._validated_update = -1
+        self._epoch_validation_due = False  # an epoch ended inside an accumulation window
 
     # --- state -----------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class Trainer:
             ) from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.train_iter.load_state_dict(state["iterator"])
-        self.step.load_state_dict(state["step"])
+        self.step.load_state_dict(state.get("step", {}))  # none before language models
         self.keeper.load_state_dict(state["keeper"])
         self.progress = TrainProgress(**state["progress"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -209,7 +209,8 @@ class Trainer:
             log.info("nothing to train: %s", self.progress.stop_reason)
             return self.progress
         self.model.train()
-        started = time.monotonic() - self.progress.train_seconds
+        run_started = time.monotonic()
+        started = run_started - self.progress.train_seconds
         epoch_updates = self.config.max_epochs * (len(self.train_iter) // self.config.accumulate)
         total = self.config.max_updates or epoch_updates or None
         bar = Progress(
@@ -227,12 +228,13 @@ class Trainer:
                     window = []
                     self.progress.train_seconds = time.monotonic() - started
                     self._after_update()
-                    limit = self._limit_reached(time.monotonic() - started)
+                    now = time.monotonic()
+                    limit = self._limit_reached(now - started, now - run_started)
                     self.progress.stop_reason = limit or self.progress.stop_reason
                     if self.progress.stop_reason:
                         break
                 else:
-                    self._after_epoch()
+                    self._after_epoch(pending_batches=len(window))
                     if self.progress.stop_reason and window:  # no batch is left untrained
                         self._train_window(window)
         finally:
@@ -277,6 +279,7 @@ class Trainer:
             self.progress.nonfinite_in_row = 0
             self._interval.updates += 1
         else:
+            self.step.discard_state()  # nothing non-finite is carried to the next batch
             self._skip_update(grad_norm)
         self.optimizer.zero_grad(set_to_none=True)
         return made
@@ -311,23 +314,40 @@ class Trainer:
             self._log_interval()
             self._interval = _Interval()
         every = self.config.validate_every
-        if every and updates and updates % every == 0 and self._validated_update != updates:
+        due = self._epoch_validation_due or (every and updates and updates % every == 0)
+        if due and self._validated_update != updates:
             self._validate_and_save()
+        self._epoch_validation_due = False
         every = self.config.save_every
         if every and updates and updates % every == 0:
             self._save(self.keeper.snapshot(self.model.state_dict(), updates))
 
-    def _after_epoch(self) -> None:
+    def _after_epoch(self, pending_batches: int) -> None:
+        """Stop at ``max_epochs``; validate if asked, once the epoch's last batches (still
+        ``pending_batches`` in the accumulation window) are trained: a checkpoint must not
+        record the next epoch while batches of this one wait untrained."""
         epoch = self.train_iter.epoch  # already advanced to the next epoch
         log.info("epoch %d done at update %d", epoch, self.progress.updates)
         if self.config.max_epochs and epoch >= self.config.max_epochs:
             self.progress.stop_reason = f"reached trainer.max_epochs={self.config.max_epochs}"
-        if self.config.validate_each_epoch and self._validated_update != self.progress.updates:
-            self._validate_and_save()
-            limit = self._limit_reached()  # patience may have run out
-            self.progress.stop_reason = self.progress.stop_reason or limit or ""
+        if not self.config.validate_each_epoch or self._validated_update == self.progress.updates:
+            return
+        if pending_batches:
+            self._epoch_validation_due = True  # after the update that trains them
+            return
+        self._validate_and_save()
+        limit = self._limit_reached()  # patience may have run out
+        self.progress.stop_reason = self.progress.stop_reason or limit or ""
 
-    def _limit_reached(self, elapsed: float | None = None) -> str | None:
+    def _upcoming_epoch(self) -> int:
+        """The epoch of the next batch to train (the iterator moves its ``epoch`` on only
+        when asked for a batch past the end)."""
+        exhausted = self.train_iter.position >= len(self.train_iter)
+        return self.train_iter.epoch + int(exhausted)
+
+    def _limit_reached(
+        self, elapsed: float | None = None, elapsed_this_run: float = 0.0
+    ) -> str | None:
         config, progress = self.config, self.progress
         if config.max_updates and progress.updates >= config.max_updates:
             return f"reached trainer.max_updates={config.max_updates}"
@@ -336,6 +356,11 @@ class Trainer:
         seconds = progress.train_seconds if elapsed is None else elapsed
         if config.max_minutes and seconds >= 60 * config.max_minutes:
             return f"reached trainer.max_minutes={config.max_minutes}"
+        if config.max_minutes_per_run and elapsed_this_run >= 60 * config.max_minutes_per_run:
+            return (
+                f"reached trainer.max_minutes_per_run={config.max_minutes_per_run}; run the "
+                "same command again to continue"
+            )
         if config.patience and progress.validations_without_improvement >= config.patience:
             return (
                 f"early stopping: {config.early_stopping_metric} did not improve in "

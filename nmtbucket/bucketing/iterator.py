@@ -13,9 +13,10 @@ empty rows per epoch (see the padding benchmark in the README for measured numbe
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -24,6 +25,8 @@ from nmtbucket.bucketing.keys import LengthKey, key_lengths
 from nmtbucket.data.batch import FILLER, Batch, collate
 from nmtbucket.data.dataset import SequenceDataset
 from nmtbucket.errors import NmtBucketError
+
+BatchT = TypeVar("BatchT")
 
 
 @dataclass(frozen=True)
@@ -180,18 +183,22 @@ class BucketBatchSampler:
         return batches
 
 
-class BucketIterator:
-    """Turns a :class:`BucketBatchSampler` over a dataset into padded :class:`Batch` es."""
+class SampledBatches(ABC, Generic[BatchT]):
+    """Batches made from the steps of a :class:`BucketBatchSampler`, one epoch after another;
+    the epoch, position and resumable state are the sampler's. Subclasses say how a step's
+    rows become a batch."""
 
-    def __init__(self, dataset: SequenceDataset, sampler: BucketBatchSampler, pad_id: int) -> None:
-        if len(dataset) != len(sampler.assignment.bucket_index):
+    def __init__(self, sampler: BucketBatchSampler, num_examples: int) -> None:
+        if num_examples != len(sampler.assignment.bucket_index):
             raise NmtBucketError(
                 f"the sampler was built for {len(sampler.assignment.bucket_index)} examples "
-                f"but the dataset holds {len(dataset)}"
+                f"but the data holds {num_examples}"
             )
-        self.dataset = dataset
         self.sampler = sampler
-        self.pad_id = pad_id
+
+    @abstractmethod
+    def collate(self, step: IndexBatch) -> BatchT:
+        """The batch of one step: its rows padded to exactly its key."""
 
     @property
     def default_bucket_key(self) -> LengthKey:
@@ -213,12 +220,24 @@ class BucketIterator:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[BatchT]:
         for step in self.sampler:
-            yield collate(self.dataset, step.example_ids, step.bucket_key, self.pad_id)
+            yield self.collate(step)
 
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.sampler.load_state_dict(state)
+
+
+class BucketIterator(SampledBatches[Batch]):
+    """Turns a :class:`BucketBatchSampler` over a dataset into padded :class:`Batch` es."""
+
+    def __init__(self, dataset: SequenceDataset, sampler: BucketBatchSampler, pad_id: int) -> None:
+        super().__init__(sampler, len(dataset))
+        self.dataset = dataset
+        self.pad_id = pad_id
+
+    def collate(self, step: IndexBatch) -> Batch:
+        return collate(self.dataset, step.example_ids, step.bucket_key, self.pad_id)

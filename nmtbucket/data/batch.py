@@ -32,6 +32,11 @@ class Batch:
         return int(self.src.shape[0])
 
     @property
+    def num_sequences(self) -> int:
+        """Rows that hold an example (not ``FILLER``)."""
+        return int((self.example_ids != FILLER).sum())
+
+    @property
     def num_target_tokens(self) -> int:
         """Target tokens (the ones a training loss counts); 0 without a target stream."""
         return 0 if self.tgt_lengths is None else int(self.tgt_lengths.sum())

@@ -29,6 +29,12 @@ class LMBatch:
         return int(self.inputs.shape[0])
 
     @property
+    def num_sequences(self) -> int:
+        """Rows with at least one real position (a filler row, or a stream column that has
+        ended, has none)."""
+        return int((self.lengths > 0).sum())
+
+    @property
     def num_target_tokens(self) -> int:
         """Real positions: the tokens predicted, and counted in the loss and perplexity."""
         return int(self.lengths.sum())
@@ -47,6 +53,14 @@ class LMBatch:
         """(B, T) bool, True at the positions whose target counts (loss and perplexity)."""
         positions = torch.arange(self.inputs.shape[1], device=self.inputs.device)  # (T,)
         return positions[None, :] < self.lengths[:, None]
+
+    def with_carried_state(self, carried: tuple[torch.Tensor, torch.Tensor] | None) -> LMBatch:
+        """This batch starting from ``carried`` (the state the previous batch ended in, moved
+        to this batch's device) when it ``continues`` that batch, else from zeros."""
+        if not self.continues or carried is None:
+            return replace(self, state=None)
+        device = self.inputs.device
+        return replace(self, state=(carried[0].to(device), carried[1].to(device)))
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> LMBatch:
         """The tensors on ``device`` (a carried state stays where it is)."""

@@ -3,8 +3,9 @@
 The predictions of the stream are cut into ``batch_size`` columns read side by side, ``bptt``
 positions at a time, so row ``b`` of a batch continues row ``b`` of the batch before it (the
 trainer carries the hidden state over). Every batch has the same shape, so one bucket key
-serves the whole run: the last chunk is padded and masked rather than dropped or shortened, and
-every token after the first is predicted exactly once per epoch. Column ``b`` starts with the
+serves the whole run: column lengths differ by at most one, and the last chunk of a column is
+padded and masked rather than dropped or shortened, so every token after the first is predicted
+exactly once per epoch. Column ``b`` starts with the
 token that column ``b - 1`` predicts last, so no prediction is lost at a column boundary (only
 the hidden state before it).
 """
@@ -38,19 +39,19 @@ class StreamBatches:
                 f"a stream of {tokens.numel()} tokens is too short for {batch_size} columns; "
                 "lower the batch size"
             )
-        column_len = -(-predictions // batch_size)  # predictions per column, the last may be short
-        self.num_batches = -(-column_len // bptt)
+        # predictions per column: the first (predictions % batch_size) columns take one more
+        base, longer = divmod(predictions, batch_size)
+        lengths = [base + 1] * longer + [base] * (batch_size - longer)
+        self.num_batches = -(-lengths[0] // bptt)
         padded_len = self.num_batches * bptt  # per column, a multiple of bptt
         self.inputs = torch.full((batch_size, padded_len), pad_id, dtype=torch.int64)  # (B, L)
         self.targets = torch.full((batch_size, padded_len), pad_id, dtype=torch.int64)  # (B, L)
-        self.column_lengths = torch.zeros(batch_size, dtype=torch.int64)  # (B,) real positions
-        for column in range(batch_size):
-            start = column * column_len
-            end = min(start + column_len, predictions)
-            length = max(end - start, 0)
-            self.inputs[column, :length] = tokens[start:end]
-            self.targets[column, :length] = tokens[start + 1 : end + 1]
-            self.column_lengths[column] = length
+        self.column_lengths = torch.tensor(lengths, dtype=torch.int64)  # (B,) real positions
+        start = 0
+        for column, length in enumerate(lengths):
+            self.inputs[column, :length] = tokens[start : start + length]
+            self.targets[column, :length] = tokens[start + 1 : start + length + 1]
+            start += length
         self.num_tokens = tokens.numel()
         self.bptt = bptt
         self.epoch = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from nmtbucket.data.corpus import CorpusError, read_lines
@@ -30,8 +31,9 @@ class WordVocabulary:
     def __len__(self) -> int:
         return len(self.words)
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
+        """Word -> id."""
         return {word: i for i, word in enumerate(self.words)}
 
     def encode_file(self, path: str | Path) -> list[list[int]]:

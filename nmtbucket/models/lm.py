@@ -76,7 +76,9 @@ class KeyedLanguageModel(nn.Module):
                 f"a batch of {batch.bucket_key} positions reached the module of key "
                 f"{self.bucket_key}; pad batches to exactly their bucket key"
             )
-        state = batch.state or self.core.initial_state(batch.inputs.shape[0])
+        state = batch.state
+        if state is None:
+            state = self.core.initial_state(batch.inputs.shape[0])
         return self.core(batch.inputs, state)
 
 

@@ -28,3 +28,19 @@ def test_training_on_cuda_with_bf16(
     results = read_results(tmp_path / "run")
     assert results["device"].startswith("cuda")
     assert results["updates"] == 4 and math.isfinite(results["test_loss"])
+
+
+def test_a_language_model_resumes_mid_epoch_on_cuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.test_lm_train_cli import lm_overrides, write_tiny_text
+
+    write_tiny_text(tmp_path / "data")
+    cuda = {"trainer.device": "cuda", "trainer.validate_each_epoch": False}
+    first = lm_overrides(tmp_path, "ptb_small", "run", **cuda, **{"trainer.max_updates": 5})
+    assert run_cli(monkeypatch, first) == 0
+    rest = lm_overrides(tmp_path, "ptb_small", "run", **cuda, **{"trainer.max_updates": 8})
+    assert run_cli(monkeypatch, rest) == 0  # the carried state comes back on the CPU
+    results = read_results(tmp_path / "run")
+    assert results["device"].startswith("cuda") and results["updates"] == 8
+    assert math.isfinite(results["test_perplexity"])

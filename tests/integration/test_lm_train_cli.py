@@ -73,20 +73,25 @@ def counts(tmp_path: Path) -> dict[str, int]:
 def test_a_tiny_language_model_learns_and_every_held_out_token_is_scored(
     tmp_path: Path, counts: dict[str, int], monkeypatch: pytest.MonkeyPatch, experiment: str
 ) -> None:
-    early = {"trainer.validate_every": 3}  # the first validation sees a barely trained model
-    assert run_cli(monkeypatch, lm_overrides(tmp_path, experiment, "run", **early)) == 0
+    one_update = {"trainer.max_updates": 1}  # a barely trained model, for comparison
+    assert run_cli(monkeypatch, lm_overrides(tmp_path, experiment, "start", **one_update)) == 0
+    start = read_results(tmp_path / "start")
+    assert run_cli(monkeypatch, lm_overrides(tmp_path, experiment, "run")) == 0
     run = tmp_path / "run"
     results = read_results(run)
-    assert results["test_tokens"] == counts["test"] and results["valid_tokens"] == counts["valid"]
-    rows = [r for r in read_metrics(run) if r["kind"] == "valid"]
-    assert rows[0]["update"] == 3
-    assert rows[-1]["perplexity"] < 0.5 * rows[0]["perplexity"]  # perplexity falls
-    per_epoch = results["updates"] // 3
-    validated = {r["update"] for r in rows}
-    assert {per_epoch, 2 * per_epoch, 3 * per_epoch} <= validated  # after every epoch too
+    assert results["test_perplexity"] < 0.5 * start["test_perplexity"]  # perplexity falls
+    assert results["valid_perplexity"] < 0.5 * start["valid_perplexity"]
     vocabulary = (run / "vocab.txt").read_text().split()
     assert results["test_perplexity"] < len(vocabulary) / 2  # far better than uniform
+    assert results["test_tokens"] == counts["test"] and results["valid_tokens"] == counts["valid"]
     assert results["epochs"] == 3 and results["mode"] in ("stream", "sentences")
+    metrics = read_metrics(run)
+    per_epoch = results["updates"] // 3
+    validated = [r["update"] for r in metrics if r["kind"] == "valid"]
+    assert validated == [per_epoch, 2 * per_epoch, 3 * per_epoch]  # after every epoch only
+    rates = {(r["epoch"], r["lr"]) for r in metrics if r["kind"] == "train" and r["update"] > 1}
+    # rates in force after the update logged: 1 through the 2nd epoch, halved in the 3rd
+    assert {lr for _, lr in rates} == {1.0, 0.5}
     keys = json.loads((run / "buckets.json").read_text())
     if experiment == "ptb_small":
         assert keys == [[6, 4]] and results["padding_percent"] < 5  # one key: bptt, batch
@@ -98,13 +103,18 @@ def test_a_tiny_language_model_learns_and_every_held_out_token_is_scored(
 def test_a_stream_run_resumed_mid_epoch_equals_one_run(
     tmp_path: Path, counts: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast = {"model.dropout": 0.3, "trainer.validate_each_epoch": False}
-    whole = lm_overrides(tmp_path, "ptb_small", "whole", **fast, **{"trainer.max_updates": 8})
+    # 52 batches per epoch in windows of 3: the window of update 18 spans the epoch end, so
+    # the epoch's validation (and save) must wait for it: a save at update 17 would record the
+    # next epoch with batch 52 untrained
+    fast = {"model.dropout": 0.3, "trainer.accumulate": 3}
+    whole = lm_overrides(tmp_path, "ptb_small", "whole", **fast, **{"trainer.max_updates": 24})
     assert run_cli(monkeypatch, whole) == 0
-    half = lm_overrides(tmp_path, "ptb_small", "halves", **fast, **{"trainer.max_updates": 5})
+    half = lm_overrides(tmp_path, "ptb_small", "halves", **fast, **{"trainer.max_updates": 12})
     assert run_cli(monkeypatch, half) == 0
-    rest = lm_overrides(tmp_path, "ptb_small", "halves", **fast, **{"trainer.max_updates": 8})
+    rest = lm_overrides(tmp_path, "ptb_small", "halves", **fast, **{"trainer.max_updates": 24})
     assert run_cli(monkeypatch, rest) == 0
+    validated = [r["update"] for r in read_metrics(tmp_path / "whole") if r["kind"] == "valid"]
+    assert validated == [18, 24]
     expected = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
     resumed = load_checkpoint(tmp_path / "halves" / "checkpoints" / "last.pt")
     assert resumed["iterator"]["position"] != 0  # the resume really was mid-epoch
@@ -121,3 +131,15 @@ def test_a_language_model_on_translation_data_is_refused(
     overrides = lm_overrides(tmp_path, "ptb_small", "bad", model="transformer_tiny")
     assert run_cli(monkeypatch, overrides) == 1
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_a_run_in_time_limited_pieces_goes_on_with_each_command(
+    tmp_path: Path, counts: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    piece = {"trainer.max_minutes_per_run": 1e-6, "trainer.validate_each_epoch": False}
+    overrides = lm_overrides(tmp_path, "ptb_small", "run", **piece)  # one update per command
+    for updates in (1, 2):
+        assert run_cli(monkeypatch, overrides) == 0
+        results = read_results(tmp_path / "run")
+        assert results["updates"] == updates
+        assert results["stop_reason"].startswith("reached trainer.max_minutes_per_run")
