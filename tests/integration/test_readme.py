@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-def test_custom_key_example_runs_and_trains_every_bucket(tmp_path) -> None:
-    block = README.split("<!-- example: custom-key -->", 1)[1]
+def run_example(name: str, tmp_path: Path) -> str:
+    """Run the python block after ``<!-- example: NAME -->`` in the README; its stdout."""
+    block = README.split(f"<!-- example: {name} -->", 1)[1]
     code = re.search(r"```python\n(.*?)```", block, re.S)
     assert code is not None
     script = tmp_path / "example.py"
@@ -20,22 +21,20 @@ def test_custom_key_example_runs_and_trains_every_bucket(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
     )
-    losses = [float(x) for x in re.findall(r"loss (\d+\.\d+)", result.stdout)]
+    return result.stdout
+
+
+def test_custom_key_example_runs_and_trains_every_bucket(tmp_path: Path) -> None:
+    stdout = run_example("custom-key", tmp_path)
+    losses = [float(x) for x in re.findall(r"loss (\d+\.\d+)", stdout)]
     assert len(losses) == 12
     assert all(late < 0.1 * early for early, late in zip(losses[:6], losses[6:], strict=True))
-    assert "built keys: (('reverse', 12)," in result.stdout
+    assert "built keys: (('reverse', 12)," in stdout
 
 
-def test_language_model_example_runs_and_learns_the_stream(tmp_path) -> None:
-    block = README.split("<!-- example: language-model -->", 1)[1]
-    code = re.search(r"```python\n(.*?)```", block, re.S)
-    assert code is not None
-    script = tmp_path / "example.py"
-    script.write_text(code.group(1))
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True
-    )
-    perplexities = [float(x) for x in re.findall(r"valid perplexity (\d+\.\d+)", result.stdout)]
+def test_language_model_example_runs_and_learns_the_stream(tmp_path: Path) -> None:
+    stdout = run_example("language-model", tmp_path)
+    perplexities = [float(x) for x in re.findall(r"valid perplexity (\d+\.\d+)", stdout)]
     assert len(perplexities) == 4
     assert perplexities[-1] < perplexities[0] and perplexities[-1] < 2.0  # 9 words, learned
 
