@@ -20,7 +20,7 @@ from nmtbucket.bucketing.iterator import BucketBatchSampler
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.bucketing.scheme import BucketScheme, build_bucket_scheme
-from nmtbucket.checkpoint import atomic_write_json, load_checkpoint
+from nmtbucket.checkpoint import atomic_write_json
 from nmtbucket.config import TrainConfig
 from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.data.lm_corpus import LanguageModelCorpus
@@ -90,7 +90,7 @@ def run_language_model_training(config: TrainConfig) -> dict[str, Any]:
     progress = trainer.fit()
     log.info("training stopped: %s", progress.stop_reason)
 
-    weights = _load_best_weights(model, trainer, device)
+    weights = trainer.load_best_weights()
     scores = {split: evaluators[split].evaluate(model) for split in EVAL_SPLITS}
     results = _results(config, trainer, scores, weights, time.monotonic() - started)
     results["device"] = str(device)
@@ -144,16 +144,6 @@ def _held_out_sentence_batches(
         lengths, keys.buckets, keys.batch_sizes, overlong="error", shuffle=False
     )
     return list(SentenceBatches(sentences, sampler, corpus.eos_id))
-
-
-def _load_best_weights(model: BucketingModule, trainer: Trainer, device: torch.device) -> str:
-    """Load the best checkpoint by validation perplexity; its file name, or ``last``."""
-    best = trainer.keeper.best_path
-    if best is None:
-        log.warning("no best checkpoint: scoring with the last weights")
-        return "last"
-    model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
-    return best.name
 
 
 def _write_run_files(

@@ -18,7 +18,7 @@ from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.bucketing.scheme import BucketScheme, build_bucket_scheme
-from nmtbucket.checkpoint import atomic_write_json, load_checkpoint
+from nmtbucket.checkpoint import atomic_write_json
 from nmtbucket.config import TrainConfig, check_choices
 from nmtbucket.data.prepare import PreparedData, prepare_data
 from nmtbucket.data.tokenizer import PAD_ID
@@ -124,13 +124,7 @@ def _test(
     trainer: Trainer,
 ) -> tuple[SplitScores, str]:
     """Score the test split with the best checkpoint's weights (the last ones if none)."""
-    best = trainer.keeper.best_path
-    weights = "last"
-    if best is not None:
-        model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
-        weights = best.name
-    else:
-        log.warning("no best checkpoint: scoring the test split with the last weights")
+    weights = trainer.load_best_weights()
     scores = _evaluator(config, data, scheme, device, "test").evaluate(model)
     hypotheses = Path(config.run_dir) / f"{data.test.name}.hyp.txt"
     hypotheses.write_text("".join(line + "\n" for line in scores.hypotheses), encoding="utf-8")

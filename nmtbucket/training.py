@@ -185,6 +185,16 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
+    def load_best_weights(self) -> str:
+        """Load the best checkpoint's weights into the model, for scoring after training; its
+        file name, or ``last`` when there is none (the model keeps its last weights)."""
+        best = self.keeper.best_path
+        if best is None:
+            log.warning("no best checkpoint: scoring with the last weights")
+            return "last"
+        self.model.load_state_dict(load_checkpoint(best, map_location=self.device)["model"])
+        return best.name
+
     def resume_if_possible(self) -> bool:
         """Load ``checkpoints/last.pt`` of the run directory when it exists."""
         if not self.keeper.last_path.is_file():

@@ -26,7 +26,6 @@ class LanguageModelCorpus:
 
     vocabulary: WordVocabulary
     splits: dict[str, Sentences]
-    files: dict[str, str]  # split -> the file it was read from
 
     @classmethod
     def load(cls, config: DataConfig, log: Callable[[str], None] = print) -> LanguageModelCorpus:
@@ -41,7 +40,7 @@ class LanguageModelCorpus:
             raise CorpusError(f"{files['train']}: the training text has no words")
         vocabulary = WordVocabulary.build(train_lines)
         splits = {split: vocabulary.encode_file(files[split]) for split in SPLITS}
-        return cls(vocabulary, splits, files)
+        return cls(vocabulary, splits)
 
     @property
     def eos_id(self) -> int:
