@@ -150,7 +150,11 @@ class TrainerConfig:
 
     seed: int = 1
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
-    executor: str = "eager"  # how each bucket's step runs; only eager exists so far
+    executor: str = "auto"  # how each bucket's step runs: auto (cuda_graph on CUDA, eager on
+    # the CPU) | eager | compile (torch.compile per key) | cuda_graph (one graph per key)
+    graph_warmup_runs: int = 3  # cuda_graph: eager runs of a key's step before its capture
+    compile_mode: str = "default"  # compile: torch.compile's mode
+    compile_max_keys: int = 32  # compile: warn when more keys than this must be compiled
     max_updates: int = 0  # stop after this many optimizer updates (0: no limit)
     max_epochs: int = 0  # 0: no limit
     max_minutes: float = 0.0  # stop (and evaluate) after this much training time (0: no limit)
@@ -225,7 +229,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.attention": ("dot", "general"),
     "bucketing.strategy": ("auto", "grid", "diagonal", "explicit"),
     "bucketing.overlong": ("skip", "truncate", "error"),
-    "trainer.executor": ("eager",),
+    "trainer.executor": ("auto", "eager", "compile", "cuda_graph"),
+    "trainer.compile_mode": ("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
     "trainer.optimizer": ("adamw", "sgd"),
     "trainer.schedule": ("inverse_sqrt", "constant", "cosine", "epoch_decay"),
     "trainer.loss_per": ("token", "row"),

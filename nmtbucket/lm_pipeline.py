@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from nmtbucket.bucketing.executor_choice import build_executor_factory, resolve_executor
 from nmtbucket.bucketing.iterator import BucketBatchSampler
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
@@ -66,14 +67,16 @@ def run_language_model_training(config: TrainConfig) -> dict[str, Any]:
     data = batch_corpus(corpus, config)
     default_key = max(data.batch_sizes)
     core = build_language_model(config.model, len(corpus.vocabulary))
-    model = BucketingModule(lm_sym_gen(core), default_key).to(device)
+    executors = build_executor_factory(config.trainer, device, len(data.batch_sizes))
+    model = BucketingModule(lm_sym_gen(core), default_key, executors).to(device)
     log.info(
-        "model: %s with %s parameters; %s mode, bucket keys %s, default %d",
+        "model: %s with %s parameters; %s mode, bucket keys %s, default %d; executor %s",
         config.model.arch,
         f"{count_parameters(model):,}",
         config.data.lm.mode,
         sorted(data.batch_sizes),
         default_key,
+        resolve_executor(config.trainer.executor, device),
     )
     _write_run_files(config, corpus, data, run_dir)
 

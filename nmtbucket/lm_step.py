@@ -4,6 +4,7 @@ cross-entropy, backward; and the state carried to the next batch of the stream."
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -12,37 +13,94 @@ from torch import nn
 from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.loss import masked_cross_entropy
 from nmtbucket.models.lm import LMState
+from nmtbucket.train_step import NormalizedStep
 
 
-class LanguageModelStep:
+@dataclass
+class _StateSlot:
+    """Fixed buffers for batches of one shape: the state a step starts from and the one it
+    ends in, each (num_layers, B, d_model). A captured step reads and writes these same
+    tensors on every replay."""
+
+    start: LMState
+    end: LMState
+
+
+class LanguageModelStep(NormalizedStep):
     """One micro-batch through its bucket's language model (a
     :class:`~nmtbucket.train_step.TrainStep`).
 
     A batch that ``continues`` the previous one (stream mode) starts from the state the previous
     batch ended in, detached: truncated back-propagation through time. Any other batch (the
-    first of an epoch, or a sentence-mode batch) starts from zeros. The carried state is part of
-    :meth:`state_dict`, so a run resumed mid-epoch continues exactly.
+    first of an epoch, or a sentence-mode batch) starts from zeros. :meth:`prepare` makes that
+    choice on the host, before the step, so the step itself is pure tensor work a CUDA graph can
+    replay. The carried state is part of :meth:`state_dict`, so a run resumed mid-epoch
+    continues exactly.
     """
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
         self.label_smoothing = label_smoothing
-        self.normalizer = 1.0
-        self._state: LMState | None = None  # (num_layers, B, d_model) each
+        self._slots: dict[tuple[int, torch.device], _StateSlot] = {}
+        self._carried_slot: tuple[int, torch.device] | None = None  # its end: the state to carry
+        self._loaded: LMState | None = None  # a saved state to carry, not yet in a slot
+
+    def prepare(self, batch: LMBatch) -> None:
+        """Write the state ``batch`` starts from into its slot: the carried one when it
+        continues, else zeros (a slot made later, by the first step of its shape, starts at
+        zeros)."""
+        key = _slot_key(batch)
+        source = self._loaded
+        if source is None and self._carried_slot is not None:
+            source = self._slots[self._carried_slot].end
+        if not batch.continues:
+            source = None
+        slot = self._slots.get(key)
+        if slot is None and source is not None:
+            slot = self._new_slot(key, like=source)
+        if slot is not None and source is None:
+            torch._foreach_zero_(list(slot.start))
+        elif slot is not None and source is not None:
+            torch._foreach_copy_(list(slot.start), list(source))
+        self._loaded = None
+        self._carried_slot = key  # this batch's step writes the state to carry on
 
     def __call__(self, module: nn.Module, batch: LMBatch) -> torch.Tensor:
-        logits, state = module(batch.with_carried_state(self._state))  # (B, T, V)
+        slot = self._slots.get(_slot_key(batch))
+        start = None if slot is None else slot.start  # None: zeros, made by the model
+        logits, state = module(replace(batch, state=start))  # (B, T, V)
+        if slot is None:
+            slot = self._new_slot(_slot_key(batch), like=state)
         terms = masked_cross_entropy(logits, batch.targets, batch.mask, self.label_smoothing)
-        (terms.loss_sum / self.normalizer).backward()
-        self._state = (state[0].detach(), state[1].detach())
+        (terms.loss_sum / self.normalizer_on(batch.inputs.device)).backward()
+        slot.end[0].copy_(state[0].detach())
+        slot.end[1].copy_(state[1].detach())
         return (terms.loss_sum / terms.num_tokens.clamp(min=1)).detach()
 
     def state_dict(self) -> dict[str, Any]:
-        return {} if self._state is None else {"hidden": self._state[0], "cell": self._state[1]}
+        carried = self._loaded
+        if carried is None and self._carried_slot in self._slots:
+            carried = self._slots[self._carried_slot].end
+        return {} if carried is None else {"hidden": carried[0], "cell": carried[1]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._state = (state["hidden"], state["cell"]) if state else None
+        """Continue from a saved state (copied into a slot by the next :meth:`prepare`)."""
+        self._loaded = (state["hidden"], state["cell"]) if state else None
+        self._carried_slot = None
 
     def discard_state(self) -> None:
         """After a skipped update: the next batch starts from zeros, not from a state that
         may hold NaN or infinity."""
-        self._state = None
+        self._loaded = None
+        self._carried_slot = None
+
+    def _new_slot(self, key: tuple[int, torch.device], like: LMState) -> _StateSlot:
+        device = key[1]
+        zeros = [torch.zeros(like[i % 2].shape, device=device) for i in range(4)]
+        slot = _StateSlot(start=(zeros[0], zeros[1]), end=(zeros[2], zeros[3]))
+        self._slots[key] = slot
+        return slot
+
+
+def _slot_key(batch: LMBatch) -> tuple[int, torch.device]:
+    return batch.batch_size, batch.inputs.device

@@ -17,12 +17,21 @@ SCHEDULES = CHOICES["trainer.schedule"]
 
 
 def build_optimizer(
-    parameters: Iterable[torch.nn.Parameter], config: TrainerConfig
+    parameters: Iterable[torch.nn.Parameter], config: TrainerConfig, capturable: bool = False
 ) -> torch.optim.Optimizer:
     """``trainer.optimizer``: AdamW with the rate, betas, epsilon and weight decay of
-    ``config``, or SGD with its rate and weight decay."""
+    ``config``, or SGD with its rate and weight decay.
+
+    Always the fused implementation, which takes a skip decision as a device tensor (see
+    :class:`~nmtbucket.update.ParameterUpdate`). ``capturable``: ready to be captured in a CUDA
+    graph, with the learning rate a 0-d tensor on the parameters' device that the scheduler
+    fills in place (see :func:`place_lr`)."""
+    parameters = list(parameters)
+    lr: float | torch.Tensor = config.lr
+    if capturable:
+        lr = torch.tensor(config.lr, device=parameters[0].device)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(parameters, lr=lr, weight_decay=config.weight_decay, fused=True)
     if config.optimizer != "adamw":
         raise NmtBucketError(
             f"trainer.optimizer must be one of {CHOICES['trainer.optimizer']}, "
@@ -36,7 +45,19 @@ def build_optimizer(
         betas=(float(config.betas[0]), float(config.betas[1])),
         eps=config.eps,
         weight_decay=config.weight_decay,
+        fused=True,
+        capturable=capturable,
     )
+
+
+def place_lr(optimizer: torch.optim.Optimizer, on_device: bool) -> None:
+    """Make every group's learning rate a 0-d tensor on its parameters' device (``on_device``,
+    for an optimizer captured in a CUDA graph) or a float. Needed after
+    ``optimizer.load_state_dict``, which replaces group values with the saved ones; a
+    checkpoint from either kind of run then loads into the other."""
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=group["params"][0].device) if on_device else lr
 
 
 def lr_multiplier(

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from nmtbucket.bucketing.executor_choice import build_executor_factory, resolve_executor
 from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
@@ -90,13 +91,15 @@ def _build_model(
     sym_gen = build_sym_gen(
         config.model, data.src_tokenizer.vocab_size, data.tgt_tokenizer.vocab_size
     )
-    model = BucketingModule(sym_gen, scheme.default_bucket_key).to(device)
+    executors = build_executor_factory(config.trainer, device, len(scheme.buckets))
+    model = BucketingModule(sym_gen, scheme.default_bucket_key, executors).to(device)
     log.info(
-        "model: %s with %s parameters; %d bucket keys, default %s",
+        "model: %s with %s parameters; %d bucket keys, default %s; executor %s",
         config.model.arch,
         f"{count_parameters(model):,}",
         len(scheme.buckets),
         scheme.default_bucket_key,
+        resolve_executor(config.trainer.executor, device),
     )
     return model
 

@@ -55,6 +55,10 @@ class TrainStep(Protocol):
 
     normalizer: float
 
+    def prepare(self, batch: Any) -> None:
+        """Host-side work before the step runs on ``batch``, outside any captured graph."""
+        ...
+
     def __call__(self, module: nn.Module, batch: Any) -> torch.Tensor: ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -78,22 +82,71 @@ def loss_normalizer(window: Sequence[TrainBatch], loss_per: str) -> float:
     raise NmtBucketError(f"trainer.loss_per must be token or row, got {loss_per!r}")
 
 
-class Seq2SeqStep:
+class DeviceScalar:
+    """A float the host sets and a captured step reads: one 0-d float32 tensor per device,
+    filled in place on every set, so a graph captured once sees each new value."""
+
+    def __init__(self, value: float = 1.0) -> None:
+        self._value = float(value)
+        self._tensors: dict[torch.device, torch.Tensor] = {}
+
+    @property
+    def value(self) -> float:
+        return self._value
+
+    @value.setter
+    def value(self, value: float) -> None:
+        self._value = float(value)
+        for tensor in self._tensors.values():
+            tensor.fill_(self._value)
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        """The tensor on ``device`` (made on first use), holding the current value."""
+        tensor = self._tensors.get(device)
+        if tensor is None:
+            tensor = torch.full((), self._value, device=device)
+            self._tensors[device] = tensor
+        return tensor
+
+
+class NormalizedStep:
+    """The ``normalizer`` of a :class:`TrainStep`, kept as a :class:`DeviceScalar`: setting it
+    is a float assignment, and the step divides by the device tensor."""
+
+    def __init__(self) -> None:
+        self._normalizer = DeviceScalar(1.0)
+
+    @property
+    def normalizer(self) -> float:
+        return self._normalizer.value
+
+    @normalizer.setter
+    def normalizer(self, value: float) -> None:
+        self._normalizer.value = value
+
+    def normalizer_on(self, device: torch.device) -> torch.Tensor:
+        return self._normalizer.on(device)
+
+
+class Seq2SeqStep(NormalizedStep):
     """Forward, label-smoothed loss and backward for one micro-batch of an encoder-decoder
     (see :class:`TrainStep`). The optimizer update is the trainer's job."""
 
     def __init__(self, label_smoothing: float, bf16_cuda: bool = False) -> None:
+        super().__init__()
         self.label_smoothing = label_smoothing
         self.bf16_cuda = bf16_cuda
-        self.normalizer = 1.0
 
     def __call__(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         assert batch.tgt is not None
         with self._autocast():
             logits = module(batch)  # (B, T, V)
         terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, self.label_smoothing)
-        (terms.loss_sum / self.normalizer).backward()
+        (terms.loss_sum / self.normalizer_on(batch.tgt.device)).backward()
         return (terms.loss_sum / terms.num_tokens.clamp(min=1)).detach()
+
+    def prepare(self, batch: Batch) -> None:
+        """Nothing to do: each batch stands alone."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -105,6 +158,6 @@ class Seq2SeqStep:
         """Nothing is carried."""
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        if self.bf16_cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.bf16_cuda:  # no weight-cast cache: a CUDA graph cannot capture one
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
         return nullcontext()

@@ -9,7 +9,6 @@ in :mod:`nmtbucket.train_step`, each batch's token counts and the step run on it
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
@@ -26,9 +24,10 @@ from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.evaluator import SplitScores
 from nmtbucket.metrics import MetricsLogger
-from nmtbucket.optim import build_optimizer, build_scheduler
+from nmtbucket.optim import build_optimizer, build_scheduler, place_lr
 from nmtbucket.progress import Progress
 from nmtbucket.train_step import Seq2SeqStep, TrainBatch, TrainStep, loss_normalizer
+from nmtbucket.update import ParameterUpdate
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,10 @@ class TrainBatches(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[Any]: ...
+
+    def example_batches(self) -> list[Any]:
+        """One batch of every bucket key, the largest first, without moving the position."""
+        ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -129,7 +132,9 @@ class Trainer:
         self.device = device
         bf16_cuda = config.bf16 and device.type == "cuda"
         self.step: TrainStep = step or Seq2SeqStep(config.label_smoothing, bf16_cuda)
-        self.optimizer = build_optimizer(model.parameters(), config)
+        self._capturable = model.executor_factory.captures_update
+        self.optimizer = build_optimizer(model.parameters(), config, self._capturable)
+        self.update = ParameterUpdate(model.parameters(), self.optimizer, config.clip_norm)
         self.scheduler = build_scheduler(self.optimizer, config, self._upcoming_epoch)
         higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
         self.keeper = CheckpointKeeper(
@@ -171,6 +176,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            place_lr(self.optimizer, on_device=self._capturable)
         except (RuntimeError, ValueError, KeyError) as err:
             raise NmtBucketError(
                 f"the checkpoint in {self.run_dir} does not fit this model or optimizer ({err}); "
@@ -180,6 +186,7 @@ class Trainer:
         self.train_iter.load_state_dict(state["iterator"])
         self.step.load_state_dict(state.get("step", {}))  # none before language models
         self.keeper.load_state_dict(state["keeper"])
+        self.model.release_executors()  # graphs captured before hold the replaced state tensors
         self.progress = TrainProgress(**state["progress"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -226,6 +233,7 @@ class Trainer:
         bar = Progress(
             total, "train", enabled=self.config.progress, unit="upd", initial=self.progress.updates
         )
+        self._prepare_executors()
         window: list[TrainBatch] = []  # micro-batches of the next update; may span an epoch end
         try:
             while not self.progress.stop_reason:
@@ -256,42 +264,50 @@ class Trainer:
         self.metrics.close()
         return self.progress
 
+    def _prepare_executors(self) -> None:
+        """Under ``executor=cuda_graph``: capture every key's step before training, the
+        default (largest) key first so that the others reuse its memory."""
+        if not self.model.executor_factory.captures_update:
+            return
+        started = time.monotonic()
+        examples = [b.to(self.device) for b in self.train_iter.example_batches()]
+        self.model.prepare_train_steps(
+            examples, self.step, self.update, accumulating=self.config.accumulate > 1
+        )
+        log.info(
+            "captured the training step of %d bucket keys in %.1f s",
+            len(examples),
+            time.monotonic() - started,
+        )
+
     def _train_window(self, window: list[TrainBatch]) -> bool:
-        """Forward and backward on each micro-batch of ``window``, then one update; returns
-        whether the update was made (False: a non-finite loss or gradient skipped it)."""
+        """Forward and backward on each micro-batch of ``window``, the update run with the last
+        one (one captured graph under ``executor=cuda_graph``); returns whether the update was
+        made (False: a non-finite loss or gradient skipped it)."""
         tgt_counts = [b.num_target_tokens for b in window]
         self.step.normalizer = loss_normalizer(window, self.config.loss_per)
         losses = []
-        for batch, tgt_tokens in zip(window, tgt_counts, strict=True):
+        for i, (batch, tgt_tokens) in enumerate(zip(window, tgt_counts, strict=True)):
             on_device = batch.to(self.device, non_blocking=True)
-            losses.append(float(self.model.train_step(on_device, self.step)))  # host sync
+            last = i == len(window) - 1
+            loss = self.model.train_step(on_device, self.step, self.update, apply_update=last)
+            losses.append(float(loss))  # host sync: the loss is read after every step
             self.progress.batches += 1
             self.progress.tgt_tokens += tgt_tokens
             self.progress.real_tokens += batch.num_real_tokens
             self.progress.padded_tokens += batch.num_padded_tokens
         self._last_loss = losses[-1]
-        finite = all(math.isfinite(loss) for loss in losses)
-        made = self._update(finite)
+        made = self.update.made
         if made:
-            self._interval.loss_sum += sum(losses) / len(losses)
-            self._interval.tgt_tokens += sum(tgt_counts)
-        return made
-
-    def _update(self, losses_finite: bool) -> bool:
-        """Clip and step, unless a loss or the gradient is NaN or infinite: then skip it."""
-        clip = self.config.clip_norm if self.config.clip_norm > 0 else float("inf")
-        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        made = losses_finite and math.isfinite(grad_norm)
-        if made:
-            self.optimizer.step()
             self.scheduler.step()
             self.progress.updates += 1
             self.progress.nonfinite_in_row = 0
             self._interval.updates += 1
+            self._interval.loss_sum += sum(losses) / len(losses)
+            self._interval.tgt_tokens += sum(tgt_counts)
         else:
             self.step.discard_state()  # nothing non-finite is carried to the next batch
-            self._skip_update(grad_norm)
-        self.optimizer.zero_grad(set_to_none=True)
+            self._skip_update(float(self.update.grad_norm))
         return made
 
     def _skip_update(self, grad_norm: float) -> None:
@@ -422,7 +438,7 @@ class Trainer:
             "train",
             self.progress.updates,
             label_smoothed_loss=interval.loss_sum / max(interval.updates, 1),
-            lr=self.scheduler.get_last_lr()[0],
+            lr=float(self.scheduler.get_last_lr()[0]),
             tgt_tokens_per_second=interval.tgt_tokens / seconds,
             padding_percent=self.progress.padding_percent,
             epoch=self.train_iter.epoch,

@@ -1,30 +1,58 @@
 """How one bucket key's module is run. An executor is made per key, on the key's first use, by an
-:data:`ExecutorFactory`; the BucketingModule never runs a bucket's module any other way.
+:class:`ExecutorFactory`; the BucketingModule never runs a bucket's module any other way.
 
-The interface is shaped for executors that need static shapes: ``forward`` runs forward only
-(validation, search), and ``run_step`` runs a *whole* training step (forward, backward, clipping,
-optimizer step) as one unit, which a CUDA-graph executor captures on first use and replays, with
-the batch copied into static input buffers and every key's graph drawing on one shared memory
-pool owned by the factory. Only the eager executor exists so far.
+``forward`` runs forward only (validation); ``run_step`` runs a training step on one
+micro-batch and, with the last micro-batch of an accumulation window, the parameter update, as
+one unit: :func:`step_and_update`. The eager executor here runs it as Python code; the CUDA-graph
+executor (:mod:`nmtbucket.bucketing.cuda_graph`) captures it per key and replays it, and the
+compiled one (:mod:`nmtbucket.bucketing.compiled`) runs it through ``torch.compile``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, Protocol, TypeAlias
 
 import torch
 from torch import nn
 
 from nmtbucket.bucketing.keys import BucketKey
+from nmtbucket.update import ParameterUpdate
 
 StepFn: TypeAlias = Callable[[nn.Module, Any], torch.Tensor]
-"""A full training step on one bucket's module and batch; returns the loss as a 0-d tensor.
+"""A training step on one bucket's module and micro-batch: forward, loss and backward; returns
+the loss as a 0-d tensor.
 
-It must do all its work on tensors (no ``.item()``, no Python branching on values) so that graph
-executors can capture it; an executor replays the step it captured, so pass the same object
-every time for a given key."""
+To be captured in a CUDA graph it must do all its work on tensors: no ``.item()``, no Python
+branching on values, nothing read from the batch but its tensors (the batch it sees is a set of
+static buffers the executor refills). Host-side work a batch needs before its step (resetting
+a carried state) goes in an optional ``prepare(batch)`` method, which every executor calls
+outside any graph. Pass the same object every time: a graph replays the step it captured."""
+
+
+def prepare_step(step_fn: StepFn, batch: Any) -> None:
+    """Run ``step_fn.prepare(batch)`` when the step has one (see :data:`StepFn`)."""
+    prepare = getattr(step_fn, "prepare", None)
+    if prepare is not None:
+        prepare(batch)
+
+
+def step_and_update(
+    module: nn.Module,
+    batch: Any,
+    step_fn: StepFn,
+    update: ParameterUpdate | None,
+    apply_update: bool,
+) -> torch.Tensor:
+    """The unit an executor runs: ``step_fn`` on ``batch``; with ``update``, the loss noted for
+    its non-finite check and, if ``apply_update``, the update applied. The loss, detached."""
+    loss = step_fn(module, batch).detach()
+    if update is not None:
+        update.note_loss(loss)
+        if apply_update:
+            update.apply()
+    return loss
 
 
 class BucketExecutor(ABC):
@@ -39,8 +67,20 @@ class BucketExecutor(ABC):
         """Forward pass only: whatever the bucket's module returns for ``batch``."""
 
     @abstractmethod
-    def run_step(self, batch: Any, step_fn: StepFn) -> torch.Tensor:
-        """Run ``step_fn`` on this bucket's module and ``batch`` as one unit; the loss, detached."""
+    def run_step(
+        self,
+        batch: Any,
+        step_fn: StepFn,
+        update: ParameterUpdate | None = None,
+        apply_update: bool = False,
+    ) -> torch.Tensor:
+        """:func:`step_and_update` on this bucket's module and ``batch``; the loss, detached."""
+
+    def prepare_step(  # noqa: B027 - optional hook, eager has nothing to prepare
+        self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
+    ) -> None:
+        """Get ready to run steps like this one (capture, compile) without training on
+        ``batch``: parameters, gradients, optimizer and step state are left as they were."""
 
     def release(self) -> None:  # noqa: B027 - optional hook, eager has nothing to free
         """Free what the executor holds (captured graphs, static buffers). Eager holds nothing."""
@@ -49,13 +89,29 @@ class BucketExecutor(ABC):
 class EagerExecutor(BucketExecutor):
     """Plain PyTorch: every call runs the Python code of the module and the step."""
 
+    captures_update: ClassVar[bool] = False
+
     def forward(self, batch: Any) -> Any:
         return self.module(batch)
 
-    def run_step(self, batch: Any, step_fn: StepFn) -> torch.Tensor:
-        return step_fn(self.module, batch).detach()
+    def run_step(
+        self,
+        batch: Any,
+        step_fn: StepFn,
+        update: ParameterUpdate | None = None,
+        apply_update: bool = False,
+    ) -> torch.Tensor:
+        prepare_step(step_fn, batch)
+        return step_and_update(self.module, batch, step_fn, update, apply_update)
 
 
-ExecutorFactory: TypeAlias = Callable[[nn.Module, BucketKey], BucketExecutor]
-"""Makes the executor for a key's module. A class such as :class:`EagerExecutor` is one; a
-factory object can also own resources all keys share (a CUDA memory pool, static buffers)."""
+class ExecutorFactory(Protocol):
+    """Makes the executor for a key's module. A class such as :class:`EagerExecutor` is one; a
+    factory object can also own what all keys share (a CUDA memory pool).
+
+    ``captures_update``: its executors capture the parameter update in a CUDA graph, so the
+    optimizer must be built capturable (learning rate as a device tensor)."""
+
+    captures_update: bool
+
+    def __call__(self, module: nn.Module, bucket_key: BucketKey) -> BucketExecutor: ...

@@ -102,12 +102,23 @@ class BucketBatchSampler:
         plan = self._plan(self.epoch)
         while self.position < len(plan):
             bucket, rows = plan[self.position]
-            key = self.buckets[bucket]
-            size = self.batch_sizes[key]
-            mine = rows[self.rank * size : (self.rank + 1) * size]
             self.position += 1
-            yield IndexBatch(key, tuple(mine))
+            yield self._step(bucket, rows)
         self.set_epoch(self.epoch + 1)
+
+    def example_steps(self) -> list[IndexBatch]:
+        """The first step of every key that has one this epoch, the largest key first: to
+        capture or compile each key's step before training. The position does not move."""
+        first: dict[int, list[int]] = {}
+        for bucket, rows in self._plan(self.epoch):
+            first.setdefault(bucket, rows)
+        return [self._step(bucket, first[bucket]) for bucket in sorted(first, reverse=True)]
+
+    def _step(self, bucket: int, rows: list[int]) -> IndexBatch:
+        """This rank's share of a global step's ``rows``."""
+        key = self.buckets[bucket]
+        size = self.batch_sizes[key]
+        return IndexBatch(key, tuple(rows[self.rank * size : (self.rank + 1) * size]))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +234,10 @@ class SampledBatches(ABC, Generic[BatchT]):
     def __iter__(self) -> Iterator[BatchT]:
         for step in self.sampler:
             yield self.collate(step)
+
+    def example_batches(self) -> list[BatchT]:
+        """One batch of every key that has one this epoch, the largest key first."""
+        return [self.collate(step) for step in self.sampler.example_steps()]
 
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()

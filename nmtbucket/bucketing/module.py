@@ -3,7 +3,7 @@ bucket's parameters, with a forward call that dispatches on ``batch.bucket_key``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -12,6 +12,7 @@ from torch import nn
 from nmtbucket.bucketing.executor import BucketExecutor, EagerExecutor, ExecutorFactory, StepFn
 from nmtbucket.bucketing.keys import BucketKey
 from nmtbucket.errors import NmtBucketError, SymGenError
+from nmtbucket.update import ParameterUpdate
 
 SymGen = Callable[[Any], nn.Module]
 """Builds the module for a bucket key. Every module it returns must hold the very parameter
@@ -77,9 +78,43 @@ class BucketingModule(nn.Module):
         """Run ``batch`` (forward only) through the module of ``batch.bucket_key``."""
         return self.switch_bucket(_bucket_key_of(batch)).forward(batch)
 
-    def train_step(self, batch: Any, step_fn: StepFn) -> torch.Tensor:
-        """Run a whole training step on ``batch`` in its bucket; returns the detached loss."""
-        return self.switch_bucket(_bucket_key_of(batch)).run_step(batch, step_fn)
+    def train_step(
+        self,
+        batch: Any,
+        step_fn: StepFn,
+        update: ParameterUpdate | None = None,
+        apply_update: bool = True,
+    ) -> torch.Tensor:
+        """Run ``step_fn`` on ``batch`` in its bucket and, with ``update``, the parameter update
+        too (unless ``apply_update`` is False: a micro-batch before the last of an accumulation
+        window), as one unit; returns the detached loss."""
+        executor = self.switch_bucket(_bucket_key_of(batch))
+        return executor.run_step(batch, step_fn, update, apply_update and update is not None)
+
+    def prepare_train_steps(
+        self,
+        batches: Iterable[Any],
+        step_fn: StepFn,
+        update: ParameterUpdate | None,
+        accumulating: bool = False,
+    ) -> None:
+        """Capture or compile the step of every batch's key now, in the order given (the
+        default, largest key first, so that later keys fit in its memory), without training:
+        parameters, gradients and optimizer state stay as they are. The form that applies
+        ``update`` is prepared, and with ``accumulating`` (gradient accumulation) the form that
+        does not, too. The eager executor has nothing to do."""
+        forms = (True, False) if accumulating and update is not None else (update is not None,)
+        for batch in batches:
+            executor = self.switch_bucket(_bucket_key_of(batch))
+            for apply_update in forms:
+                executor.prepare_step(batch, step_fn, update, apply_update)
+
+    def release_executors(self) -> None:
+        """Drop every key's executor (captured graphs, compiled code); they are made again on
+        next use. Needed when tensors they captured are replaced (optimizer state loaded)."""
+        for executor in self._executors.values():
+            executor.release()
+        self._executors.clear()
 
     def train(self, mode: bool = True) -> BucketingModule:
         super().train(mode)
@@ -100,9 +135,7 @@ class BucketingModule(nn.Module):
                     submodule._apply(fn, recurse=False)
                     converted.add(id(submodule))
             self._check_shared_parameters(module, bucket_key)
-        for executor in self._executors.values():
-            executor.release()
-        self._executors.clear()
+        self.release_executors()
         return self
 
     def _generate(self, bucket_key: BucketKey) -> nn.Module:

@@ -87,6 +87,10 @@ class StreamBatches:
             continues=index > 0,
         )
 
+    def example_batches(self) -> list[LMBatch]:
+        """One batch of the one key (to capture or compile its step before training)."""
+        return [self.batch(0)]
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,

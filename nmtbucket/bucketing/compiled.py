@@ -1,0 +1,108 @@
+"""``executor=compile``: each bucket key's module through ``torch.compile`` with static shapes.
+
+All keys' modules run the same ``forward`` code, so TorchDynamo compiles it once per key (a
+guard on the module and the shapes picks the right one). Its recompile limits would stop at 8
+by default and silently fall back to eager code; the factory raises them to the number of
+keys, and warns when there are more keys than ``max_keys``: every key costs a compile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch._dynamo
+from torch import nn
+
+from nmtbucket.bucketing.executor import BucketExecutor, StepFn, prepare_step, step_and_update
+from nmtbucket.bucketing.keys import BucketKey
+from nmtbucket.update import ParameterUpdate
+
+log = logging.getLogger(__name__)
+
+
+class CompileFactory:
+    """Makes a :class:`CompiledExecutor` per key; ``mode`` is ``torch.compile``'s."""
+
+    captures_update = False
+
+    def __init__(self, expected_keys: int, max_keys: int = 32, mode: str = "default") -> None:
+        self.max_keys = max_keys
+        self.mode = mode
+        self.num_keys = 0
+        self.compile_seconds = 0.0  # first calls of each key's compiled code, all keys
+        self._raise_recompile_limits(expected_keys)
+        if expected_keys > max_keys:
+            self._warn_many_keys(expected_keys)
+
+    def __call__(self, module: nn.Module, bucket_key: BucketKey) -> CompiledExecutor:
+        self.num_keys += 1
+        self._raise_recompile_limits(self.num_keys)
+        if self.num_keys == self.max_keys + 1:
+            self._warn_many_keys(self.num_keys)
+        return CompiledExecutor(module, bucket_key, self)
+
+    def _raise_recompile_limits(self, num_keys: int) -> None:
+        # forward and backward of every key, in train and eval mode: a few per key
+        needed = 4 * num_keys + 8
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, needed)
+        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, needed)
+
+    def _warn_many_keys(self, num_keys: int) -> None:
+        warnings.warn(
+            f"executor=compile with {num_keys} bucket keys, more than trainer.compile_max_keys="
+            f"{self.max_keys}: each key is compiled separately (tens of seconds each). Use "
+            "fewer buckets (bucketing.max_buckets) or executor=cuda_graph",
+            stacklevel=2,
+        )
+
+
+class CompiledExecutor(BucketExecutor):
+    """One key's module compiled with ``dynamic=False``; the step and update around it run as
+    Python code (the optimizer is fused already)."""
+
+    def __init__(self, module: nn.Module, bucket_key: BucketKey, factory: CompileFactory) -> None:
+        super().__init__(module, bucket_key)
+        self.factory = factory
+        self.compiled: nn.Module = torch.compile(  # type: ignore[assignment]
+            module, dynamic=False, mode=factory.mode
+        )
+        self._compiled_forms: set[tuple[bool, bool]] = set()
+
+    def forward(self, batch: Any) -> Any:
+        with self._timed_first_call((False, self.module.training)):
+            return self.compiled(batch)
+
+    def run_step(
+        self,
+        batch: Any,
+        step_fn: StepFn,
+        update: ParameterUpdate | None = None,
+        apply_update: bool = False,
+    ) -> torch.Tensor:
+        prepare_step(step_fn, batch)
+        with self._timed_first_call((True, self.module.training)):
+            return step_and_update(self.compiled, batch, step_fn, update, apply_update)
+
+    def release(self) -> None:
+        self._compiled_forms.clear()
+
+    @contextmanager
+    def _timed_first_call(self, form: tuple[bool, bool]) -> Iterator[None]:
+        """Add the time of the first call in a form (step or forward, train or eval mode),
+        where TorchDynamo compiles, to the factory's ``compile_seconds``."""
+        if form in self._compiled_forms:
+            yield
+            return
+        started = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - started
+        self._compiled_forms.add(form)
+        self.factory.compile_seconds += seconds
+        log.info("compiled key %s (%s) in %.1f s", self.bucket_key, form, seconds)

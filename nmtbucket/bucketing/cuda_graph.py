@@ -1,0 +1,219 @@
+"""``executor=cuda_graph``: each bucket key's whole training step (forward, backward, clipping
+and the optimizer step) captured once into a CUDA graph and replayed, every key's graphs drawing
+on one memory pool, as MXNet's bucket executors share the default bucket's memory.
+
+How a step is captured (:meth:`CudaGraphExecutor.run_step` on a key's first batch, or ahead of
+training through ``BucketingModule.prepare_train_steps``, default key first):
+
+1. the batch is copied into static buffers (:class:`~nmtbucket.bucketing.static_batch.StaticBatch`);
+2. the step runs a few times on a side stream (warm-up: lazy initialisation, optimizer state),
+   with the update forced to skip, and gradients and the step's carried state restored after,
+   so warm-up trains nothing;
+3. the step is captured into the shared pool; each later batch is copied into the buffers and
+   the graph replayed. The loss is a static output, cloned after each replay.
+
+Validation runs forward-only graphs per key, captured the same way under ``no_grad``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_map
+
+from nmtbucket.bucketing.executor import BucketExecutor, StepFn, prepare_step, step_and_update
+from nmtbucket.bucketing.keys import BucketKey
+from nmtbucket.bucketing.static_batch import StaticBatch, batch_signature
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.update import ParameterUpdate
+
+log = logging.getLogger(__name__)
+
+
+class Capture(Protocol):
+    """Warms ``run`` up ``warmup_runs`` times, captures it into ``pool`` and returns a function
+    that replays it, with ``run``'s output from the capture: the static output each replay
+    rewrites in place."""
+
+    def __call__(
+        self, run: Callable[[], Any], warmup_runs: int, pool: Any
+    ) -> tuple[Callable[[], None], Any]: ...
+
+
+def capture_cuda_graph(
+    run: Callable[[], Any], warmup_runs: int, pool: Any
+) -> tuple[Callable[[], None], Any]:
+    """:class:`Capture` with ``torch.cuda.CUDAGraph``, warm-up on a side stream as PyTorch asks."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup_runs):
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        output = run()
+    return graph.replay, output
+
+
+@dataclass
+class CaptureRecord:
+    """One captured graph, for logs and benchmarks."""
+
+    bucket_key: BucketKey
+    kind: str  # "step+update", "step" or "forward"
+    seconds: float
+
+
+class CudaGraphFactory:
+    """The executor factory of ``executor=cuda_graph``: owns the memory pool all keys share.
+
+    ``share_pool=False`` gives every graph its own pool (to measure what sharing saves).
+    ``capture`` is :func:`capture_cuda_graph`; tests may pass another :class:`Capture`.
+    """
+
+    captures_update = True
+
+    def __init__(
+        self,
+        warmup_runs: int = 3,
+        share_pool: bool = True,
+        capture: Capture = capture_cuda_graph,
+    ) -> None:
+        if warmup_runs < 1:
+            raise NmtBucketError(f"cuda_graph warm-up runs must be >= 1, got {warmup_runs}")
+        self.warmup_runs = warmup_runs
+        self.share_pool = share_pool
+        self.capture = capture
+        self.records: list[CaptureRecord] = []
+        self._pool: Any = None
+
+    def __call__(self, module: nn.Module, bucket_key: BucketKey) -> CudaGraphExecutor:
+        return CudaGraphExecutor(module, bucket_key, self)
+
+    @property
+    def capture_seconds(self) -> float:
+        """Time spent warming up and capturing, all graphs together."""
+        return sum(r.seconds for r in self.records)
+
+    def pool_for_next_graph(self) -> Any:
+        """The shared pool handle (made on first use), or None: a private pool per graph."""
+        if not self.share_pool:
+            return None
+        if self._pool is None and self.capture is capture_cuda_graph:
+            self._pool = torch.cuda.graph_pool_handle()
+        return self._pool
+
+
+@dataclass
+class _Graph:
+    static: StaticBatch
+    replay: Callable[[], None]
+    output: Any
+
+
+class CudaGraphExecutor(BucketExecutor):
+    """One key's graphs: a training step per form (with or without the update) and a forward
+    graph per batch signature and mode. All live until :meth:`release`."""
+
+    def __init__(self, module: nn.Module, bucket_key: BucketKey, factory: CudaGraphFactory) -> None:
+        super().__init__(module, bucket_key)
+        self.factory = factory
+        self._graphs: dict[Hashable, _Graph] = {}
+
+    def run_step(
+        self,
+        batch: Any,
+        step_fn: StepFn,
+        update: ParameterUpdate | None = None,
+        apply_update: bool = False,
+    ) -> torch.Tensor:
+        graph = self._step_graph(batch, step_fn, update, apply_update)
+        prepare_step(step_fn, batch)  # after any capture, whose warm-up restores step state
+        graph.static.load(batch)
+        graph.replay()
+        update.pending = not apply_update  # type: ignore[union-attr]
+        return graph.output.clone()
+
+    def prepare_step(
+        self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
+    ) -> None:
+        self._step_graph(batch, step_fn, update, apply_update)
+
+    def forward(self, batch: Any) -> Any:
+        if torch.is_grad_enabled():  # a caller who wants to back-propagate: no graph
+            return self.module(batch)
+        mode = (self.module.training, torch.is_inference_mode_enabled())
+        key = ("forward", batch_signature(batch), mode)
+        graph = self._graphs.get(key)
+        if graph is None:
+            static = StaticBatch(batch)
+            graph = self._capture("forward", static, lambda: self.module(static.batch))
+            self._graphs[key] = graph
+        graph.static.load(batch)
+        graph.replay()
+        return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, graph.output)
+
+    def release(self) -> None:
+        self._graphs.clear()
+
+    def _step_graph(
+        self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
+    ) -> _Graph:
+        if update is None:
+            raise NmtBucketError(
+                "executor=cuda_graph captures the parameter update with the step: pass a "
+                "ParameterUpdate to train_step (or use executor=eager)"
+            )
+        key = ("step", batch_signature(batch), apply_update, id(step_fn), id(update))
+        graph = self._graphs.get(key)
+        if graph is None:
+            static = StaticBatch(batch)
+            kind = "step+update" if apply_update else "step"
+
+            def run() -> torch.Tensor:
+                return step_and_update(self.module, static.batch, step_fn, update, apply_update)
+
+            with _training_state_kept(update, step_fn):
+                graph = self._capture(kind, static, run)
+            self._graphs[key] = graph
+        return graph
+
+    def _capture(self, kind: str, static: StaticBatch, run: Callable[[], Any]) -> _Graph:
+        started = time.perf_counter()
+        pool = self.factory.pool_for_next_graph()
+        replay, output = self.factory.capture(run, self.factory.warmup_runs, pool)
+        seconds = time.perf_counter() - started
+        self.factory.records.append(CaptureRecord(self.bucket_key, kind, seconds))
+        log.info("captured the %s graph of key %s in %.2f s", kind, self.bucket_key, seconds)
+        return _Graph(static, replay, output)
+
+
+@contextmanager
+def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[None]:
+    """Warm-up runs the real step: force its update to skip, and put back afterwards the
+    gradients accumulated so far and the state the step carries (a language model's)."""
+    grads = update.snapshot_gradients()
+    step_state = _step_state(step_fn)
+    update.force_skip = True
+    try:
+        yield
+    finally:
+        update.force_skip = False
+        update.restore_gradients(grads)
+        if step_state is not None:
+            step_fn.load_state_dict(step_state)  # type: ignore[attr-defined]
+
+
+def _step_state(step_fn: StepFn) -> dict[str, Any] | None:
+    state_dict = getattr(step_fn, "state_dict", None)
+    if state_dict is None:
+        return None
+    return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, state_dict())
