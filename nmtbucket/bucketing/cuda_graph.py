@@ -76,7 +76,7 @@ class CudaGraphFactory:
     """The executor factory of ``executor=cuda_graph``: owns the memory pool all keys share.
 
     ``share_pool=False`` gives every graph its own pool (to measure what sharing saves).
-    ``capture`` is :func:`capture_cuda_graph`; tests may pass another :class:`Capture`.
+    ``capture`` and ``new_pool`` are CUDA's; tests on the CPU pass stand-ins.
     """
 
     captures_update = True
@@ -86,12 +86,14 @@ class CudaGraphFactory:
         warmup_runs: int = 3,
         share_pool: bool = True,
         capture: Capture = capture_cuda_graph,
+        new_pool: Callable[[], Any] = torch.cuda.graph_pool_handle,
     ) -> None:
         if warmup_runs < 1:
             raise NmtBucketError(f"cuda_graph warm-up runs must be >= 1, got {warmup_runs}")
         self.warmup_runs = warmup_runs
         self.share_pool = share_pool
         self.capture = capture
+        self.new_pool = new_pool
         self.records: list[CaptureRecord] = []
         self._pool: Any = None
 
@@ -104,11 +106,11 @@ class CudaGraphFactory:
         return sum(r.seconds for r in self.records)
 
     def pool_for_next_graph(self) -> Any:
-        """The shared pool handle (made on first use), or None: a private pool per graph."""
+        """The shared pool (made on first use), or a new pool for every graph."""
         if not self.share_pool:
-            return None
-        if self._pool is None and self.capture is capture_cuda_graph:
-            self._pool = torch.cuda.graph_pool_handle()
+            return self.new_pool()
+        if self._pool is None:
+            self._pool = self.new_pool()
         return self._pool
 
 
@@ -199,9 +201,12 @@ class CudaGraphExecutor(BucketExecutor):
 @contextmanager
 def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[None]:
     """Warm-up runs the real step: force its update to skip, and put back afterwards the
-    gradients accumulated so far and the state the step carries (a language model's)."""
+    gradients accumulated so far, the state the step carries (a language model's) and the
+    random number generators (dropout), so a capture changes no training run, resumed or not."""
     grads = update.snapshot_gradients()
     step_state = _step_state(step_fn)
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     update.force_skip = True
     try:
         yield
@@ -210,6 +215,9 @@ def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[N
         update.restore_gradients(grads)
         if step_state is not None:
             step_fn.load_state_dict(step_state)  # type: ignore[attr-defined]
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def _step_state(step_fn: StepFn) -> dict[str, Any] | None:

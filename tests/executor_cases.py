@@ -1,0 +1,166 @@
+"""Tiny models, batches of several bucket keys and a training loop, shared by the executor tests
+on the CPU (graph capture replaced by :class:`ReplayByRerun`) and on CUDA (real graphs), so both
+check the same thing: K updates through an executor give the parameters of K eager updates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_map
+
+from nmtbucket.bucketing.executor import EagerExecutor, ExecutorFactory
+from nmtbucket.bucketing.keys import LengthPair
+from nmtbucket.bucketing.module import BucketingModule
+from nmtbucket.config import ModelConfig, TrainerConfig
+from nmtbucket.data.batch import collate
+from nmtbucket.data.dataset import SequenceDataset, TokenSequences
+from nmtbucket.data.lm_batch import collate_sentences
+from nmtbucket.data.stream import StreamBatches
+from nmtbucket.data.tokenizer import EOS_ID
+from nmtbucket.lm_step import LanguageModelStep
+from nmtbucket.models import build_sym_gen
+from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
+from nmtbucket.optim import build_optimizer, build_scheduler
+from nmtbucket.train_step import Seq2SeqStep, TrainStep, loss_normalizer
+from nmtbucket.update import ParameterUpdate
+
+VOCAB = 24
+CASES = ("transformer", "lstm", "lm_stream", "lm_sentences")
+DROPOUT = 0.1  # the runs compared use the same random numbers: dropout must not break that
+
+
+class ReplayByRerun:
+    """A stand-in for CUDA-graph capture on the CPU: warm-up runs as asked; the "graph" reruns
+    the captured function (which must read only the static buffers) and copies its output into
+    one static output, as a replay rewrites a graph's output in place. It records the pools."""
+
+    def __init__(self) -> None:
+        self.pools: list[Any] = []
+
+    def __call__(
+        self, run: Callable[[], Any], warmup_runs: int, pool: Any
+    ) -> tuple[Callable[[], None], Any]:
+        self.pools.append(pool)
+        for _ in range(warmup_runs):
+            output = run()
+        static_output = tree_map(
+            lambda t: torch.empty_like(t) if isinstance(t, torch.Tensor) else t, output
+        )
+
+        def replay() -> None:
+            fresh, _ = tree_flatten(run())
+            kept, _ = tree_flatten(static_output)
+            with torch.no_grad():
+                for k, f in zip(kept, fresh, strict=True):
+                    if isinstance(k, torch.Tensor):
+                        k.copy_(f)
+
+        return replay, static_output
+
+
+@dataclass
+class Case:
+    """A model builder (given an executor factory), its training batches and its step."""
+
+    build: Callable[[ExecutorFactory], BucketingModule]
+    batches: list[Any]
+    make_step: Callable[[], TrainStep]
+    loss_per: str = "token"
+
+
+def _seq2seq_case(arch: str, device: torch.device, dropout: float) -> Case:
+    config = ModelConfig(arch=arch, d_model=16, encoder_layers=1, decoder_layers=1)
+    config.num_heads, config.d_ff, config.dropout = 2, 32, dropout
+    generator = torch.Generator().manual_seed(0)
+    src, tgt = [], []
+    for _ in range(24):
+        s, t = (int(x) for x in torch.randint(2, 9, (2,), generator=generator))
+        src.append([*torch.randint(4, VOCAB, (s - 1,), generator=generator).tolist(), EOS_ID])
+        tgt.append([*torch.randint(4, VOCAB, (t - 1,), generator=generator).tolist(), EOS_ID])
+    data = SequenceDataset(TokenSequences.from_lists(src), TokenSequences.from_lists(tgt))
+    keys = [LengthPair(8, 8), LengthPair(5, 6), LengthPair(8, 8), LengthPair(4, 4)]
+    batches = []
+    for i in range(8):
+        key = keys[i % len(keys)]
+        fits = [
+            j for j in range(len(src)) if len(src[j]) <= key.src_len and len(tgt[j]) <= key.tgt_len
+        ]
+        rows = [fits[(i + r) % len(fits)] for r in range(3)]
+        batches.append(collate(data, rows, key, pad_id=0).to(device))
+
+    def build(executors: ExecutorFactory) -> BucketingModule:
+        torch.manual_seed(0)
+        sym_gen = build_sym_gen(config, VOCAB, VOCAB)
+        return BucketingModule(sym_gen, LengthPair(8, 8), executors).to(device)
+
+    return Case(build, batches, lambda: Seq2SeqStep(label_smoothing=0.1))
+
+
+def _lm_case(mode: str, device: torch.device, dropout: float) -> Case:
+    tokens = torch.randint(0, VOCAB, (70,), generator=torch.Generator().manual_seed(2))
+    if mode == "stream":
+        stream = StreamBatches(tokens, batch_size=3, bptt=6)  # the last batch continues, padded
+        batches = [b.to(device) for b in stream]
+        default_key = 6
+    else:
+        sentences = [[*tokens[i : i + n].tolist(), EOS_ID] for i, n in enumerate([3, 6, 2, 5])]
+        batches = [
+            collate_sentences([*sentences[i : i + 2], []], key, EOS_ID).to(device)
+            for i, key in ((0, 7), (2, 6), (1, 7), (0, 7))
+        ]
+        default_key = 7
+
+    def build(executors: ExecutorFactory) -> BucketingModule:
+        torch.manual_seed(0)
+        core = LSTMLanguageModel(VOCAB, d_model=8, num_layers=2, dropout=dropout)
+        return BucketingModule(lm_sym_gen(core), default_key, executors).to(device)
+
+    return Case(build, batches, LanguageModelStep, loss_per="row")
+
+
+def build_case(name: str, device: torch.device, dropout: float = DROPOUT) -> Case:
+    """One of :data:`CASES`; a model built by its ``build`` starts from the same weights."""
+    if name in ("transformer", "lstm"):
+        return _seq2seq_case(name, device, dropout)
+    return _lm_case(name.removeprefix("lm_"), device, dropout)
+
+
+@dataclass
+class Training:
+    """A model with its optimizer, update and step, trained by :func:`train`."""
+
+    model: BucketingModule
+    optimizer: torch.optim.Optimizer
+    update: ParameterUpdate
+    step: TrainStep
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    losses: list[float]
+
+
+def start_training(case: Case, executors: ExecutorFactory = EagerExecutor) -> Training:
+    model = case.build(executors).train()
+    config = TrainerConfig(lr=3e-3, warmup_updates=2, clip_norm=0.5, optimizer="adamw")
+    optimizer = build_optimizer(model.parameters(), config, executors.captures_update)
+    update = ParameterUpdate(model.parameters(), optimizer, config.clip_norm)
+    scheduler = build_scheduler(optimizer, config)
+    return Training(model, optimizer, update, case.make_step(), scheduler, [])
+
+
+def train(training: Training, batches: Sequence[Any], accumulate: int, loss_per: str) -> None:
+    """One update per ``accumulate`` batches, the update run with the last of them."""
+    for first in range(0, len(batches) - accumulate + 1, accumulate):
+        window = batches[first : first + accumulate]
+        training.step.normalizer = loss_normalizer(window, loss_per)
+        for i, batch in enumerate(window):
+            last = i == len(window) - 1
+            loss = training.model.train_step(batch, training.step, training.update, last)
+            training.losses.append(float(loss))
+        if training.update.made:
+            training.scheduler.step()
+
+
+def parameters(model: BucketingModule) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
