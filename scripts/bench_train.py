@@ -1,20 +1,27 @@
 #!/usr/bin/env python
-"""Training-throughput benchmark: the same model and optimizer trained on the same corpus with
-nmtbucket's buckets and with random batching of the same token budget, in one run.
+"""Training-step benchmark of the executors: the same model, the same batches, in one run.
 
-  bucketed  the experiment's bucket scheme through BucketIterator (one static shape per key)
-  random    shuffled examples filled greedily while rows x (max S + max T) <= token budget,
-            each batch padded to its own longest source and target (the usual unbucketed
-            PyTorch loop; through the same BucketingModule, whose key is then just the shape)
+  eager       bucketed batches, plain PyTorch (one static shape per key)
+  compile     bucketed batches, torch.compile per key (static shapes)
+  cuda_graph  bucketed batches, each key's whole step (forward, backward, clipping, optimizer)
+              replayed from one CUDA graph, all graphs in one memory pool (CUDA only)
+  pad_to_max  the very same rows, each batch padded to the largest key, eager: the unbucketed
+              baseline
 
-Each round runs ``--steps`` full training steps (forward, backward, clipping, AdamW) of each
-variant, alternating which goes first; the first ``--warmup`` steps of every variant are not
-timed. The table gives the median over rounds of real target tokens per second (padding
-excluded), the padding % of computed tokens, and the ratio. Writes JSON with the machine,
-versions, command and date.
+Every variant starts from the same weights, first runs one step on a batch of every key
+(largest first: where cuda_graph captures and compile compiles, both timed and reported), then
+rounds of ``--steps`` training steps on the same batches, alternating the order of variants
+between rounds. A step is what ``nmtbucket-train`` does per batch: copy it to the device, run
+step and update, read the loss. Reported: the median over rounds of real target tokens per
+second (padding excluded), padding %, capture/compile seconds, peak device memory after the
+first steps; on CUDA also the memory of every key's graph in one shared pool against the
+largest key alone and against one pool per key. Writes JSON with device, versions, command and
+date.
 
-  python scripts/bench_train.py --experiment multi30k_transformer_cpu --data-root ../shared/data \\
-      --json bench/results/train-throughput-cpu.json
+  python scripts/bench_train.py +experiment=multi30k_transformer data.root=../shared/data \\
+      --json bench/results/train-executors-h100.json
+
+Arguments other than the options below are Hydra overrides of the training config.
 """
 
 from __future__ import annotations
@@ -24,181 +31,310 @@ import datetime
 import json
 import os
 import platform
-import random
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra import compose, initialize_config_module
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_padding import greedy_batches
-
 import nmtbucket.train  # noqa: F401  (registers the config schema)
+from nmtbucket.bucketing.compiled import CompileFactory
+from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
+from nmtbucket.bucketing.executor import EagerExecutor, ExecutorFactory
 from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator
-from nmtbucket.bucketing.keys import LengthPair
+from nmtbucket.bucketing.memory import measure_capture_memory
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.bucketing.scheme import build_bucket_scheme
-from nmtbucket.data.batch import Batch, collate
-from nmtbucket.data.dataset import SequenceDataset
+from nmtbucket.config import TrainConfig
+from nmtbucket.data.batch import Batch
 from nmtbucket.data.prepare import prepare_data
 from nmtbucket.data.tokenizer import PAD_ID
+from nmtbucket.device import resolve_device
 from nmtbucket.models import build_sym_gen
 from nmtbucket.optim import build_optimizer
 from nmtbucket.train import to_train_config
 from nmtbucket.train_step import Seq2SeqStep
+from nmtbucket.update import ParameterUpdate
+
+VARIANTS = ("eager", "compile", "cuda_graph", "pad_to_max")
 
 
-def random_batches(dataset: SequenceDataset, budget: int, seed: int) -> Iterator[Batch]:
-    """Endless random batches, each padded to its own longest source and target."""
-    lengths = dataset.lengths  # (N, 2)
-    rng = random.Random(seed)
-    while True:
-        order = list(range(len(dataset)))
-        rng.shuffle(order)
-        for rows in greedy_batches(lengths, order, budget):
-            longest = lengths[rows].max(dim=0).values
-            yield collate(dataset, rows, LengthPair(int(longest[0]), int(longest[1])), PAD_ID)
+@dataclass
+class Variant:
+    """One way of running the steps, with its own model, optimizer and measurements."""
 
-
-def bucketed_batches(iterator: BucketIterator) -> Iterator[Batch]:
-    while True:
-        yield from iterator
-
-
-def timed_steps(
-    model: BucketingModule,
-    optimizer: torch.optim.Optimizer,
-    step: Seq2SeqStep,
-    batches: Iterator[Batch],
-    count: int,
-    clip_norm: float,
-) -> dict[str, float]:
-    """Run ``count`` training steps; their time, real target tokens and padding."""
-    tgt_tokens = real = padded = 0
-    start = time.perf_counter()
-    for _ in range(count):
-        batch = next(batches)
-        step.normalizer = max(batch.num_target_tokens, 1)  # the mean loss per target token
-        model.train_step(batch, step)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        assert batch.tgt_lengths is not None
-        tgt_tokens += int(batch.tgt_lengths.sum())
-        real += batch.num_real_tokens
-        padded += batch.num_padded_tokens
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "tgt_tokens": tgt_tokens, "real": real, "padded": padded}
+    name: str
+    model: BucketingModule
+    step: Seq2SeqStep
+    update: ParameterUpdate
+    pad_to: Any = None  # a key to pad every batch to (pad_to_max), else None
+    first_steps_seconds: float = 0.0
+    graph_seconds: float = 0.0  # capture (cuda_graph) or compile (compile) time
+    peak_allocated_mib: float = 0.0
+    peak_reserved_mib: float = 0.0
+    rounds: list[dict[str, float]] = field(default_factory=list)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="multi30k_transformer_cpu")
-    parser.add_argument("--data-root", default=os.environ.get("NMTBUCKET_DATA_ROOT"))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, help="default: all usable")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per variant")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per variant and round")
     parser.add_argument("--json", type=Path, help="write the results here")
-    args = parser.parse_args()
-    if not args.data_root:
-        parser.error("set NMTBUCKET_DATA_ROOT or pass --data-root")
+    args, overrides = parser.parse_known_args()
 
     with initialize_config_module(config_module="nmtbucket.conf", version_base=None):
-        cfg = compose(
-            "train", overrides=[f"+experiment={args.experiment}", f"data.root={args.data_root}"]
-        )
-    config = to_train_config(cfg)
+        config = to_train_config(compose("train", overrides=overrides))
+    device = resolve_device(config.trainer.device)
+    names = args.variants or [v for v in VARIANTS if v != "cuda_graph" or device.type == "cuda"]
+    if "cuda_graph" in names and device.type != "cuda":
+        parser.error("the cuda_graph variant needs a CUDA device")
+
     data = prepare_data(config.data, progress=False, log=lambda message: None)
     scheme = build_bucket_scheme(data.train.lengths, config.bucketing)
     sampler = BucketBatchSampler(
         data.train.lengths, scheme.buckets, scheme.batch_sizes, seed=config.trainer.seed
     )
-    sources = {
-        "bucketed": bucketed_batches(BucketIterator(data.train, sampler, PAD_ID)),
-        "random": random_batches(data.train, config.bucketing.token_budget, config.trainer.seed),
-    }
-    torch.manual_seed(config.trainer.seed)
+    iterator = BucketIterator(data.train, sampler, PAD_ID)
+    examples = iterator.example_batches()  # one per key, largest first
+    batches = _batches(iterator, args.rounds * args.steps)
     vocab = (data.src_tokenizer.vocab_size, data.tgt_tokenizer.vocab_size)
-    model = BucketingModule(build_sym_gen(config.model, *vocab), scheme.default_bucket_key)
-    model.train()
-    optimizer = build_optimizer(model.parameters(), config.trainer)
-    step = Seq2SeqStep(config.trainer.label_smoothing)
-    clip = config.trainer.clip_norm or float("inf")
-
-    for batches in sources.values():
-        timed_steps(model, optimizer, step, batches, args.warmup, clip)
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in sources}
-    for round_index in range(args.rounds):
-        names = list(sources) if round_index % 2 == 0 else list(reversed(sources))
-        for name in names:
-            result = timed_steps(model, optimizer, step, sources[name], args.steps, clip)
-            rounds[name].append(result)
-            print(
-                f"round {round_index + 1} {name}: {result['tgt_tokens'] / result['seconds']:.0f} "
-                "target tokens/s",
-                file=sys.stderr,
-            )
-    summary = {name: _summarise(results, args.steps) for name, results in rounds.items()}
-    ratio = (
-        summary["bucketed"]["tgt_tokens_per_second"] / summary["random"]["tgt_tokens_per_second"]
+    build = _builder(config, vocab, scheme.default_bucket_key, device)
+    print(
+        f"{len(examples)} keys, default {scheme.default_bucket_key}, {device}; "
+        f"{args.rounds} rounds x {args.steps} steps",
+        file=sys.stderr,
     )
-    _print_table(summary, ratio, args, config.bucketing.token_budget)
+
+    memory = _memory_study(build, examples, device) if "cuda_graph" in names else None
+    variants = [_prepare(name, build, examples, device, config, scheme) for name in names]
+    for round_index in range(args.rounds):
+        chunk = batches[round_index * args.steps : (round_index + 1) * args.steps]
+        order = variants if round_index % 2 == 0 else variants[::-1]
+        for variant in order:
+            variant.rounds.append(_timed_steps(variant, chunk, device))
+            rate = variant.rounds[-1]["tgt_tokens"] / variant.rounds[-1]["seconds"]
+            print(f"round {round_index + 1} {variant.name}: {rate:.0f} tok/s", file=sys.stderr)
+
+    summary = {v.name: _summarise(v) for v in variants}
+    ratios = _ratios(summary)
+    _print_table(summary, ratios, memory)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_report(summary, ratio, args, config), indent=2) + "\n")
+        report = _report(summary, ratios, memory, args, config, device, len(examples))
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
-def _summarise(results: list[dict[str, float]], steps: int) -> dict[str, Any]:
-    rates = [r["tgt_tokens"] / r["seconds"] for r in results]
-    real = sum(r["real"] for r in results)
-    padded = sum(r["padded"] for r in results)
+def _batches(iterator: BucketIterator, count: int) -> list[Batch]:
+    """``count`` training batches in the iterator's order, epoch after epoch (on the host)."""
+    batches: list[Batch] = []
+    while len(batches) < count:
+        batches.extend(iterator)
+    return batches[:count]
+
+
+Builder = Callable[[ExecutorFactory], tuple[BucketingModule, Seq2SeqStep, ParameterUpdate]]
+
+
+def _builder(
+    config: TrainConfig, vocab: tuple[int, int], default_key: Any, device: torch.device
+) -> Builder:
+    """Builds the experiment's model from the same seed, with its optimizer, update and step."""
+
+    def build(executors: ExecutorFactory) -> tuple[BucketingModule, Seq2SeqStep, ParameterUpdate]:
+        torch.manual_seed(config.trainer.seed)
+        sym_gen = build_sym_gen(config.model, *vocab)
+        model = BucketingModule(sym_gen, default_key, executors).to(device).train()
+        trainer = config.trainer
+        optimizer = build_optimizer(model.parameters(), trainer, executors.captures_update)
+        update = ParameterUpdate(model.parameters(), optimizer, trainer.clip_norm)
+        step = Seq2SeqStep(trainer.label_smoothing, trainer.bf16 and device.type == "cuda")
+        return model, step, update
+
+    return build
+
+
+def _factory(name: str, config: TrainConfig, num_keys: int) -> ExecutorFactory:
+    if name == "cuda_graph":
+        return CudaGraphFactory(warmup_runs=config.trainer.graph_warmup_runs)
+    if name == "compile":
+        return CompileFactory(
+            num_keys, config.trainer.compile_max_keys, config.trainer.compile_mode
+        )
+    return EagerExecutor
+
+
+def _prepare(
+    name: str,
+    build: Builder,
+    examples: Sequence[Batch],
+    device: torch.device,
+    config: TrainConfig,
+    scheme: Any,
+) -> Variant:
+    """Build the variant and run one step of every key (capturing or compiling them)."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        allocated, reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+    factory = _factory(name, config, len(examples))
+    model, step, update = build(factory)
+    pad_to = scheme.default_bucket_key if name == "pad_to_max" else None
+    variant = Variant(name, model, step, update, pad_to)
+    started = time.perf_counter()
+    on_device = [_padded(b, pad_to).to(device) for b in examples]
+    if isinstance(factory, CudaGraphFactory):
+        model.prepare_train_steps(on_device, step, update)
+    _timed_steps(variant, examples, device)
+    variant.first_steps_seconds = time.perf_counter() - started
+    if isinstance(factory, CudaGraphFactory):
+        variant.graph_seconds = factory.capture_seconds
+    elif isinstance(factory, CompileFactory):
+        variant.graph_seconds = factory.compile_seconds
+    if cuda:
+        mib = 2**20
+        variant.peak_allocated_mib = (torch.cuda.max_memory_allocated() - allocated) / mib
+        variant.peak_reserved_mib = (torch.cuda.max_memory_reserved() - reserved) / mib
+    print(
+        f"{name}: first steps of every key in {variant.first_steps_seconds:.1f} s", file=sys.stderr
+    )
+    return variant
+
+
+def _padded(batch: Batch, key: Any) -> Batch:
+    return batch if key is None or batch.bucket_key == key else batch.pad_to(key, PAD_ID)
+
+
+def _timed_steps(
+    variant: Variant, batches: Sequence[Batch], device: torch.device
+) -> dict[str, float]:
+    """Train on ``batches`` as the trainer does; the time, real target tokens and padding."""
+    tgt_tokens = real = padded = 0
+    _synchronize(device)
+    started = time.perf_counter()
+    for host_batch in batches:
+        batch = _padded(host_batch, variant.pad_to)
+        variant.step.normalizer = max(batch.num_target_tokens, 1)
+        on_device = batch.to(device, non_blocking=True)
+        float(variant.model.train_step(on_device, variant.step, variant.update))  # the loss read
+        tgt_tokens += batch.num_target_tokens
+        real += batch.num_real_tokens
+        padded += batch.num_padded_tokens
+    _synchronize(device)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "tgt_tokens": tgt_tokens, "real": real, "padded": padded}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _memory_study(
+    build: Builder, examples: Sequence[Batch], device: torch.device
+) -> dict[str, Any]:
+    """Peak memory with the largest key's graph alone, every key in one pool, one pool each."""
+    on_device = [b.to(device) for b in examples]
+    largest = measure_capture_memory(build, on_device[:1], share_pool=True)
+    shared = measure_capture_memory(build, on_device, share_pool=True)
+    private = measure_capture_memory(build, on_device, share_pool=False)
+    study: dict[str, Any] = {
+        "largest_key_alone": largest.as_dict(),
+        "all_keys_shared_pool": shared.as_dict(),
+        "all_keys_pool_per_graph": private.as_dict(),
+    }
+    for kind in ("allocated", "reserved"):
+        base = getattr(largest, f"peak_{kind}")
+        study[f"shared_over_largest_{kind}"] = getattr(shared, f"peak_{kind}") / base
+        study[f"per_graph_over_largest_{kind}"] = getattr(private, f"peak_{kind}") / base
+    return study
+
+
+def _summarise(variant: Variant) -> dict[str, Any]:
+    rates = [r["tgt_tokens"] / r["seconds"] for r in variant.rounds]
+    real = sum(r["real"] for r in variant.rounds)
+    padded = sum(r["padded"] for r in variant.rounds)
     return {
         "tgt_tokens_per_second": statistics.median(rates),
         "tgt_tokens_per_second_rounds": rates,
         "padding_percent": 100 * (1 - real / padded),
-        "seconds_per_step": statistics.median(r["seconds"] for r in results) / steps,
+        "first_steps_seconds": variant.first_steps_seconds,
+        "capture_or_compile_seconds": variant.graph_seconds,
+        "peak_allocated_mib": round(variant.peak_allocated_mib, 1),
+        "peak_reserved_mib": round(variant.peak_reserved_mib, 1),
     }
 
 
-def _print_table(summary: dict[str, dict[str, Any]], ratio: float, args: Any, budget: int) -> None:
-    print(
-        f"\n{args.experiment}: {args.rounds} rounds x {args.steps} steps, budget {budget} "
-        f"padded tokens per batch, {torch.get_num_threads()} threads\n"
-    )
-    print("| batching | real target tokens/s (median) | padding % |")
-    print("|---|---:|---:|")
+def _ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
+    rate = {name: row["tgt_tokens_per_second"] for name, row in summary.items()}
+    pairs = [("cuda_graph", "eager"), ("cuda_graph", "pad_to_max"), ("compile", "eager"),
+             ("eager", "pad_to_max")]  # fmt: skip
+    return {f"{a}_over_{b}": rate[a] / rate[b] for a, b in pairs if a in rate and b in rate}
+
+
+def _print_table(
+    summary: dict[str, dict[str, Any]], ratios: dict[str, float], memory: dict[str, Any] | None
+) -> None:
+    print("\n| variant | real target tokens/s (median) | padding % | capture/compile s | "
+          "peak allocated MiB |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
     for name, row in summary.items():
-        print(f"| {name} | {row['tgt_tokens_per_second']:.0f} | {row['padding_percent']:.2f} |")
-    print(f"\nbucketed / random throughput: {ratio:.2f}x")
+        print(
+            f"| {name} | {row['tgt_tokens_per_second']:.0f} | {row['padding_percent']:.2f} | "
+            f"{row['capture_or_compile_seconds']:.1f} | {row['peak_allocated_mib']:.0f} |"
+        )
+    print()
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.2f}x")
+    if memory is not None:
+        print("\nmemory of captured graphs (peak, MiB allocated / reserved):")
+        for name in ("largest_key_alone", "all_keys_shared_pool", "all_keys_pool_per_graph"):
+            row = memory[name]
+            print(f"  {name}: {row['peak_allocated_mib']} / {row['peak_reserved_mib']}")
+        print(
+            f"  shared pool / largest key: {memory['shared_over_largest_allocated']:.3f}x "
+            f"allocated, {memory['shared_over_largest_reserved']:.3f}x reserved"
+        )
 
 
-def _report(summary: dict[str, Any], ratio: float, args: Any, config: Any) -> dict[str, Any]:
+def _report(
+    summary: dict[str, Any],
+    ratios: dict[str, float],
+    memory: dict[str, Any] | None,
+    args: Any,
+    config: TrainConfig,
+    device: torch.device,
+    num_keys: int,
+) -> dict[str, Any]:
     return {
-        "benchmark": "train-throughput",
-        "experiment": args.experiment,
+        "benchmark": "train-executors",
         "date": datetime.date.today().isoformat(),
         "command": " ".join(sys.argv),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "machine": {
             "platform": platform.platform(),
-            "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "cuda": torch.version.cuda,
             "python": platform.python_version(),
         },
         "rounds": args.rounds,
         "steps_per_round": args.steps,
-        "warmup_steps": args.warmup,
+        "bucket_keys": num_keys,
         "token_budget": config.bucketing.token_budget,
+        "bf16": config.trainer.bf16 and device.type == "cuda",
         "model": config.model.__dict__,
         "results": summary,
-        "bucketed_over_random": ratio,
+        "ratios": ratios,
+        "graph_memory": memory,
     }
 
 

@@ -15,7 +15,7 @@ from nmtbucket.bucketing.executor import EagerExecutor, ExecutorFactory
 from nmtbucket.bucketing.keys import LengthPair
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import ModelConfig, TrainerConfig
-from nmtbucket.data.batch import collate
+from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
 from nmtbucket.data.lm_batch import collate_sentences
 from nmtbucket.data.stream import StreamBatches
@@ -140,13 +140,15 @@ class Training:
     losses: list[float]
 
 
-def start_training(case: Case, executors: ExecutorFactory = EagerExecutor) -> Training:
+def start_training(
+    case: Case, executors: ExecutorFactory = EagerExecutor, optimizer: str = "adamw"
+) -> Training:
     model = case.build(executors).train()
-    config = TrainerConfig(lr=3e-3, warmup_updates=2, clip_norm=0.5, optimizer="adamw")
-    optimizer = build_optimizer(model.parameters(), config, executors.captures_update)
-    update = ParameterUpdate(model.parameters(), optimizer, config.clip_norm)
-    scheduler = build_scheduler(optimizer, config)
-    return Training(model, optimizer, update, case.make_step(), scheduler, [])
+    config = TrainerConfig(lr=3e-3, warmup_updates=2, clip_norm=0.5, optimizer=optimizer)
+    built = build_optimizer(model.parameters(), config, executors.captures_update)
+    update = ParameterUpdate(model.parameters(), built, config.clip_norm)
+    scheduler = build_scheduler(built, config)
+    return Training(model, built, update, case.make_step(), scheduler, [])
 
 
 def train(training: Training, batches: Sequence[Any], accumulate: int, loss_per: str) -> None:
@@ -164,3 +166,37 @@ def train(training: Training, batches: Sequence[Any], accumulate: int, loss_per:
 
 def parameters(model: BucketingModule) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
+
+
+def memory_case(
+    device: torch.device, token_budget: int = 8192
+) -> tuple[Callable[[ExecutorFactory], tuple[BucketingModule, Seq2SeqStep, ParameterUpdate]], list]:
+    """A mid-sized Transformer (d_model 256, 3+3 layers, 8000 words) and one batch of each of
+    six keys of about ``token_budget`` padded tokens, the largest (default) key first: for
+    measuring what captured graphs cost in memory."""
+    keys = [LengthPair(s, t) for s, t in ((64, 64), (48, 56), (40, 32), (32, 24), (24, 16), (8, 8))]
+    vocab = 8000
+    generator = torch.Generator().manual_seed(0)
+    examples = []
+    for key in keys:
+        rows = token_budget // (key.src_len + key.tgt_len)
+        src = torch.randint(4, vocab, (rows, key.src_len), generator=generator)
+        tgt = torch.randint(4, vocab, (rows, key.tgt_len), generator=generator)
+        lengths = (torch.full((rows,), key.src_len), torch.full((rows,), key.tgt_len))
+        batch = Batch(
+            key, src, lengths[0], tgt, lengths[1], torch.arange(rows), src.numel() + tgt.numel()
+        )
+        examples.append(batch.to(device))
+    config = ModelConfig(arch="transformer", d_model=256, encoder_layers=3, decoder_layers=3)
+    config.num_heads, config.d_ff, config.dropout = 4, 1024, 0.1
+
+    def build(executors: ExecutorFactory) -> tuple[BucketingModule, Seq2SeqStep, ParameterUpdate]:
+        torch.manual_seed(0)
+        model = BucketingModule(build_sym_gen(config, vocab, vocab), keys[0], executors)
+        model = model.to(device).train()
+        trainer = TrainerConfig(lr=1e-3, clip_norm=1.0)
+        optimizer = build_optimizer(model.parameters(), trainer, executors.captures_update)
+        update = ParameterUpdate(model.parameters(), optimizer, trainer.clip_norm)
+        return model, Seq2SeqStep(label_smoothing=0.1, bf16_cuda=True), update
+
+    return build, examples
