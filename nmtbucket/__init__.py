@@ -11,6 +11,8 @@ from nmtbucket.bucketing import (
     BucketIterator,
     BucketKey,
     BucketScheme,
+    CompileFactory,
+    CudaGraphFactory,
     EagerExecutor,
     ExecutorFactory,
     IndexBatch,
@@ -20,6 +22,7 @@ from nmtbucket.bucketing import (
     SymGen,
     assign_buckets,
     build_bucket_scheme,
+    build_executor_factory,
     define_batch_sizes,
     define_buckets,
     define_diagonal_buckets,
@@ -49,7 +52,9 @@ from nmtbucket.lm_step import LanguageModelStep
 from nmtbucket.models import build_sym_gen
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
 from nmtbucket.pipeline import run_training
+from nmtbucket.train_step import Seq2SeqStep
 from nmtbucket.translator import Translation, Translator
+from nmtbucket.update import ParameterUpdate
 
 __version__ = "0.1.0"
 
@@ -63,6 +68,8 @@ __all__ = [
     "BucketScheme",
     "BucketingConfig",
     "BucketingModule",
+    "CompileFactory",
+    "CudaGraphFactory",
     "DataConfig",
     "EagerExecutor",
     "ExecutorFactory",
@@ -75,9 +82,11 @@ __all__ = [
     "LengthPair",
     "ModelConfig",
     "NmtBucketError",
+    "ParameterUpdate",
     "PerplexityEvaluator",
     "SearchConfig",
     "SentenceBatches",
+    "Seq2SeqStep",
     "SequenceDataset",
     "StepFn",
     "StreamBatches",
@@ -94,6 +103,7 @@ __all__ = [
     "WordVocabulary",
     "assign_buckets",
     "build_bucket_scheme",
+    "build_executor_factory",
     "build_sym_gen",
     "collate",
     "define_batch_sizes",

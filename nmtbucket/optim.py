@@ -23,13 +23,12 @@ def build_optimizer(
     ``config``, or SGD with its rate and weight decay.
 
     Always the fused implementation, which takes a skip decision as a device tensor (see
-    :class:`~nmtbucket.update.ParameterUpdate`). ``capturable``: ready to be captured in a CUDA
-    graph, with the learning rate a 0-d tensor on the parameters' device that the scheduler
-    fills in place (see :func:`place_lr`)."""
+    :class:`~nmtbucket.update.ParameterUpdate`), with the learning rate a 0-d tensor on the
+    parameters' device that the scheduler fills in place (see :func:`place_lr`): a captured
+    graph reads the current rate, and eager and captured runs compute identically.
+    ``capturable``: ready to be captured in a CUDA graph."""
     parameters = list(parameters)
-    lr: float | torch.Tensor = config.lr
-    if capturable:
-        lr = torch.tensor(config.lr, device=parameters[0].device)
+    lr = torch.tensor(config.lr, device=parameters[0].device)
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=lr, weight_decay=config.weight_decay, fused=True)
     if config.optimizer != "adamw":
@@ -41,7 +40,7 @@ def build_optimizer(
         raise NmtBucketError(f"trainer.betas needs two values, got {list(config.betas)}")
     return torch.optim.AdamW(
         parameters,
-        lr=config.lr,
+        lr=lr,
         betas=(float(config.betas[0]), float(config.betas[1])),
         eps=config.eps,
         weight_decay=config.weight_decay,
@@ -50,14 +49,11 @@ def build_optimizer(
     )
 
 
-def place_lr(optimizer: torch.optim.Optimizer, on_device: bool) -> None:
-    """Make every group's learning rate a 0-d tensor on its parameters' device (``on_device``,
-    for an optimizer captured in a CUDA graph) or a float. Needed after
-    ``optimizer.load_state_dict``, which replaces group values with the saved ones; a
-    checkpoint from either kind of run then loads into the other."""
+def place_lr(optimizer: torch.optim.Optimizer) -> None:
+    """Make every group's learning rate a 0-d tensor on its parameters' device again after
+    ``optimizer.load_state_dict``, which replaces group values with the saved ones."""
     for group in optimizer.param_groups:
-        lr = float(group["lr"])
-        group["lr"] = torch.tensor(lr, device=group["params"][0].device) if on_device else lr
+        group["lr"] = torch.tensor(float(group["lr"]), device=group["params"][0].device)
 
 
 def lr_multiplier(

@@ -132,7 +132,7 @@ class Trainer:
         self.device = device
         bf16_cuda = config.bf16 and device.type == "cuda"
         self.step: TrainStep = step or Seq2SeqStep(config.label_smoothing, bf16_cuda)
-        self._capturable = model.executor_factory.captures_update
+        self._capturable = getattr(model.executor_factory, "captures_update", False)
         self.optimizer = build_optimizer(model.parameters(), config, self._capturable)
         self.update = ParameterUpdate(model.parameters(), self.optimizer, config.clip_norm)
         self.scheduler = build_scheduler(self.optimizer, config, self._upcoming_epoch)
@@ -176,7 +176,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            place_lr(self.optimizer, on_device=self._capturable)
+            place_lr(self.optimizer)
         except (RuntimeError, ValueError, KeyError) as err:
             raise NmtBucketError(
                 f"the checkpoint in {self.run_dir} does not fit this model or optimizer ({err}); "
@@ -267,7 +267,7 @@ class Trainer:
     def _prepare_executors(self) -> None:
         """Under ``executor=cuda_graph``: capture every key's step before training, the
         default (largest) key first so that the others reuse its memory."""
-        if not self.model.executor_factory.captures_update:
+        if not self._capturable:
             return
         started = time.monotonic()
         examples = [b.to(self.device) for b in self.train_iter.example_batches()]

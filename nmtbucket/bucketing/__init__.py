@@ -11,7 +11,10 @@ from nmtbucket.bucketing.batching import (
     define_grid_buckets,
     sort_buckets,
 )
+from nmtbucket.bucketing.compiled import CompileFactory
+from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
 from nmtbucket.bucketing.executor import BucketExecutor, EagerExecutor, ExecutorFactory, StepFn
+from nmtbucket.bucketing.executor_choice import build_executor_factory
 from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator, IndexBatch
 from nmtbucket.bucketing.keys import BucketKey, LengthKey, LengthPair, key_lengths
 from nmtbucket.bucketing.module import BucketingModule, SymGen
@@ -25,6 +28,8 @@ __all__ = [
     "BucketKey",
     "BucketScheme",
     "BucketingModule",
+    "CompileFactory",
+    "CudaGraphFactory",
     "EagerExecutor",
     "ExecutorFactory",
     "IndexBatch",
@@ -34,6 +39,7 @@ __all__ = [
     "SymGen",
     "assign_buckets",
     "build_bucket_scheme",
+    "build_executor_factory",
     "define_batch_sizes",
     "define_boundaries",
     "define_buckets",

@@ -138,10 +138,11 @@ class CudaGraphExecutor(BucketExecutor):
         apply_update: bool = False,
     ) -> torch.Tensor:
         graph = self._step_graph(batch, step_fn, update, apply_update)
+        assert update is not None  # _step_graph refuses None
         prepare_step(step_fn, batch)  # after any capture, whose warm-up restores step state
         graph.static.load(batch)
         graph.replay()
-        update.pending = not apply_update  # type: ignore[union-attr]
+        update.pending = not apply_update
         return graph.output.clone()
 
     def prepare_step(
@@ -157,7 +158,8 @@ class CudaGraphExecutor(BucketExecutor):
         graph = self._graphs.get(key)
         if graph is None:
             static = StaticBatch(batch)
-            graph = self._capture("forward", static, lambda: self.module(static.batch))
+            with _random_state_kept():
+                graph = self._capture("forward", static, lambda: self.module(static.batch))
             self._graphs[key] = graph
         graph.static.load(batch)
         graph.replay()
@@ -205,19 +207,28 @@ def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[N
     random number generators (dropout), so a capture changes no training run, resumed or not."""
     grads = update.snapshot_gradients()
     step_state = _step_state(step_fn)
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     update.force_skip = True
     try:
-        yield
+        with _random_state_kept():
+            yield
     finally:
         update.force_skip = False
         update.restore_gradients(grads)
         if step_state is not None:
             step_fn.load_state_dict(step_state)  # type: ignore[attr-defined]
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+@contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Put back the CPU and CUDA random generators that warm-up runs draw from."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def _step_state(step_fn: StepFn) -> dict[str, Any] | None:

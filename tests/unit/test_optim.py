@@ -44,7 +44,7 @@ def test_scheduler_drives_the_optimizer_rate() -> None:
     scheduler = build_scheduler(optimizer, config)
     rates = []
     for _ in range(4):
-        rates.append(optimizer.param_groups[0]["lr"])
+        rates.append(float(optimizer.param_groups[0]["lr"]))  # a device tensor
         optimizer.step()
         scheduler.step()
     assert rates == pytest.approx([0.005, 0.01, 0.01 * math.sqrt(2 / 3), 0.01 * math.sqrt(2 / 4)])
