@@ -44,7 +44,8 @@ def _assert_same_weights(a: Path, b: Path) -> None:
     expected, got = _weights(a), _weights(b)
     assert expected.keys() == got.keys()
     for name, tensor in expected.items():
-        torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6, msg=name.format)
+        where = f"{name}: {{}}".format
+        torch.testing.assert_close(got[name], tensor, rtol=1e-5, atol=1e-6, msg=where)
 
 
 def test_translation_with_graphs_trains_like_eager(
