@@ -53,8 +53,10 @@ class ParameterUpdate:
         self.nonfinite_loss = torch.zeros((), device=device)  # 1.0 once a loss was not finite
         self.grad_norm = torch.zeros((), device=device)
         self.skipped = torch.zeros((), device=device)  # the optimizer's found_inf
-        self.force_skip = False  # warm-up runs of a graph executor: exercise, change nothing
-        self.pending = False  # host side: set by executors while a window's gradients wait
+        # 1.0 while a graph executor warms up and captures: the step runs, nothing changes. A
+        # tensor, not a flag: a captured update reads its value at every replay.
+        self.force_skip = torch.zeros((), device=device)
+        self.pending = False  # host side: a window's gradients wait for their update
 
     def note_loss(self, loss: torch.Tensor) -> None:
         """Remember whether ``loss`` (0-d) is NaN or infinite, for the next :meth:`apply`."""
@@ -68,9 +70,7 @@ class ParameterUpdate:
         if self.clip_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.parameters, self.clip_norm, norm)
         bad_norm = (~torch.isfinite(norm)).float()
-        skip = torch.maximum(self.nonfinite_loss, bad_norm)
-        if self.force_skip:
-            skip = torch.ones_like(skip)
+        skip = torch.maximum(torch.maximum(self.nonfinite_loss, bad_norm), self.force_skip)
         self.grad_norm.copy_(norm)
         self.skipped.copy_(skip)
         self.optimizer.found_inf = self.skipped  # type: ignore[attr-defined]
@@ -87,6 +87,8 @@ class ParameterUpdate:
 
     def restore_gradients(self, snapshot: GradientSnapshot) -> None:
         """Put the gradients back as :meth:`snapshot_gradients` found them (in place)."""
+        self.grad_norm.zero_()  # what warm-up left here is no update's outcome
+        self.skipped.zero_()
         if snapshot is None:
             torch._foreach_zero_(self.grads)
             self.nonfinite_loss.zero_()

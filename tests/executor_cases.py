@@ -1,5 +1,5 @@
 """Tiny models, batches of several bucket keys and a training loop, shared by the executor tests
-on the CPU (graph capture replaced by :class:`ReplayByRerun`) and on CUDA (real graphs), so both
+on the CPU (graph capture replaced by :class:`RecordedOps`) and on CUDA (real graphs), so both
 check the same thing: K updates through an executor give the parameters of K eager updates."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from nmtbucket.bucketing.executor import EagerExecutor, ExecutorFactory
 from nmtbucket.bucketing.keys import LengthPair
@@ -32,10 +33,15 @@ CASES = ("transformer", "lstm", "lm_stream", "lm_sentences")
 DROPOUT = 0.1  # the runs compared use the same random numbers: dropout must not break that
 
 
-class ReplayByRerun:
-    """A stand-in for CUDA-graph capture on the CPU: warm-up runs as asked; the "graph" reruns
-    the captured function (which must read only the static buffers) and copies its output into
-    one static output, as a replay rewrites a graph's output in place. It records the pools."""
+class RecordedOps:
+    """A stand-in for CUDA-graph capture on the CPU, with a graph's semantics: warm-up runs as
+    asked; "capture" runs the function once while recording every aten operation with the very
+    tensors it read and wrote (forward, backward and optimizer alike), refusing host
+    synchronisations as a real capture does; "replay" re-runs the recorded operations on those
+    tensors and writes each result into the tensor the capture produced. So a Python value read
+    during capture (a flag, a float) is frozen, exactly as in a CUDA graph. Unlike a real
+    capture, recording executes the step once: the executor's warm-up guard undoes that. Every
+    pool handed to it is kept in ``pools``."""
 
     def __init__(self) -> None:
         self.pools: list[Any] = []
@@ -45,20 +51,40 @@ class ReplayByRerun:
     ) -> tuple[Callable[[], None], Any]:
         self.pools.append(pool)
         for _ in range(warmup_runs):
+            run()
+        recorder = _OpRecorder()
+        with recorder:
             output = run()
-        static_output = tree_map(
-            lambda t: torch.empty_like(t) if isinstance(t, torch.Tensor) else t, output
-        )
+        operations = recorder.operations
 
         def replay() -> None:
-            fresh, _ = tree_flatten(run())
-            kept, _ = tree_flatten(static_output)
-            with torch.no_grad():
-                for k, f in zip(kept, fresh, strict=True):
-                    if isinstance(k, torch.Tensor):
-                        k.copy_(f)
+            for func, args, kwargs, recorded, grad_mode in operations:
+                with torch.set_grad_enabled(grad_mode):  # some kernels keep extras for backward
+                    fresh = func(*args, **kwargs)
+                with torch.no_grad():
+                    _write_into(recorded, fresh)
 
-        return replay, static_output
+        return replay, output
+
+
+class _OpRecorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.operations: list[tuple[Any, Any, Any, Any, bool]] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise RuntimeError("a host synchronisation (.item(), float(t), bool(t)) in a capture")
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        self.operations.append((func, args, kwargs, result, torch.is_grad_enabled()))
+        return result
+
+
+def _write_into(recorded: Any, fresh: Any) -> None:
+    for kept, new in zip(tree_flatten(recorded)[0], tree_flatten(fresh)[0], strict=True):
+        if isinstance(kept, torch.Tensor) and kept is not new:
+            kept.copy_(new)
 
 
 @dataclass

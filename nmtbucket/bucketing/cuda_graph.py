@@ -142,7 +142,6 @@ class CudaGraphExecutor(BucketExecutor):
         prepare_step(step_fn, batch)  # after any capture, whose warm-up restores step state
         graph.static.load(batch)
         graph.replay()
-        update.pending = not apply_update
         return graph.output.clone()
 
     def prepare_step(
@@ -207,12 +206,12 @@ def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[N
     random number generators (dropout), so a capture changes no training run, resumed or not."""
     grads = update.snapshot_gradients()
     step_state = _step_state(step_fn)
-    update.force_skip = True
+    update.force_skip.fill_(1.0)
     try:
         with _random_state_kept():
             yield
     finally:
-        update.force_skip = False
+        update.force_skip.fill_(0.0)
         update.restore_gradients(grads)
         if step_state is not None:
             step_fn.load_state_dict(step_state)  # type: ignore[attr-defined]

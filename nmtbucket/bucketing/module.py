@@ -89,7 +89,11 @@ class BucketingModule(nn.Module):
         too (unless ``apply_update`` is False: a micro-batch before the last of an accumulation
         window), as one unit; returns the detached loss."""
         executor = self.switch_bucket(_bucket_key_of(batch))
-        return executor.run_step(batch, step_fn, update, apply_update and update is not None)
+        apply_update = apply_update and update is not None
+        loss = executor.run_step(batch, step_fn, update, apply_update)
+        if update is not None:
+            update.pending = not apply_update
+        return loss
 
     def prepare_train_steps(
         self,

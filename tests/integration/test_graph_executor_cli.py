@@ -15,7 +15,7 @@ import nmtbucket.lm_pipeline
 import nmtbucket.pipeline
 from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
 from nmtbucket.checkpoint import load_checkpoint
-from tests.executor_cases import ReplayByRerun
+from tests.executor_cases import RecordedOps
 from tests.integration.test_lm_train_cli import lm_overrides, write_tiny_text
 from tests.integration.train_cli import run_cli, tiny_overrides, write_tiny_corpus
 
@@ -25,9 +25,7 @@ def _use_graphs(monkeypatch: pytest.MonkeyPatch) -> list[CudaGraphFactory]:
     made: list[CudaGraphFactory] = []
 
     def build(config: Any, device: torch.device, num_keys: int) -> CudaGraphFactory:
-        factory = CudaGraphFactory(
-            config.graph_warmup_runs, capture=ReplayByRerun(), new_pool=object
-        )
+        factory = CudaGraphFactory(config.graph_warmup_runs, capture=RecordedOps(), new_pool=object)
         made.append(factory)
         return factory
 

@@ -20,7 +20,7 @@ from nmtbucket.errors import NmtBucketError
 from nmtbucket.lm_evaluator import PerplexityEvaluator
 from tests.executor_cases import (
     CASES,
-    ReplayByRerun,
+    RecordedOps,
     build_case,
     parameters,
     start_training,
@@ -30,8 +30,8 @@ from tests.executor_cases import (
 CPU = torch.device("cpu")
 
 
-def _graph_factory(**kwargs) -> tuple[CudaGraphFactory, ReplayByRerun]:
-    capture = ReplayByRerun()
+def _graph_factory(**kwargs) -> tuple[CudaGraphFactory, RecordedOps]:
+    capture = RecordedOps()
     return CudaGraphFactory(capture=capture, new_pool=object, **kwargs), capture
 
 

@@ -86,7 +86,7 @@ def test_warm_up_may_force_a_skip_and_gradients_can_be_put_back() -> None:
     update.pending = True
     saved = update.snapshot_gradients()
     kept = [g.clone() for g in update.grads]
-    update.force_skip = True
+    update.force_skip.fill_(1.0)
     update.apply()  # zeroes the gradients
     assert not update.made
     update.restore_gradients(saved)
