@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from nmtbucket.bucketing.batching import define_batch_sizes
 from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator
@@ -15,6 +16,7 @@ from nmtbucket.bucketing.keys import LengthKey, key_lengths, make_length_key, to
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.bucketing.scheme import BucketScheme
 from nmtbucket.config import SearchConfig
+from nmtbucket.data.batch import Batch
 from nmtbucket.data.prepare import EvalSplit
 from nmtbucket.data.tokenizer import PAD_ID, SentencePieceTokenizer
 from nmtbucket.decoding import (
@@ -135,12 +137,9 @@ class Evaluator:
         nll_sum, num_tokens = 0.0, 0
         self.iterator.sampler.set_epoch(0)
         for batch in self.iterator:
-            batch = batch.to(self.device)
-            assert batch.tgt is not None
-            logits = model(batch)  # (B, T, V)
-            terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, 0.0)
-            nll_sum += float(terms.nll_sum)
-            num_tokens += int(terms.num_tokens)
+            batch_nll, batch_tokens = model.eval_step(batch.to(self.device), teacher_forced_nll)
+            nll_sum += float(batch_nll)
+            num_tokens += int(batch_tokens)
         return nll_sum, num_tokens
 
     def translate(self, search_fn: SearchFn) -> list[str]:
@@ -159,3 +158,12 @@ class Evaluator:
                 bar,
             )
         return [self.tgt_tokenizer.decode(hypotheses[0].tokens) for hypotheses in found]
+
+
+def teacher_forced_nll(module: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed negative log-likelihood of ``batch``'s targets and their count (0-d each):
+    an evaluation function (captured per key under ``executor=cuda_graph``)."""
+    assert batch.tgt is not None
+    logits = module(batch)  # (B, T, V)
+    terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, 0.0)
+    return terms.nll_sum, terms.num_tokens

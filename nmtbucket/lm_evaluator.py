@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.data.lm_batch import LMBatch
@@ -45,11 +46,10 @@ class PerplexityEvaluator:
                 len(self.batches), f"score {self.split}", enabled=self.progress, unit="batch"
             ) as bar:
                 for batch in self.batches:
-                    batch = batch.to(self.device)
-                    logits, state = model(batch.with_carried_state(state))  # (B, T, V)
-                    terms = masked_cross_entropy(logits, batch.targets, batch.mask)
-                    nll_sum += float(terms.nll_sum)
-                    num_tokens += int(terms.num_tokens)
+                    batch = batch.to(self.device).with_carried_state(state)
+                    batch_nll, batch_tokens, state = model.eval_step(batch, next_token_nll)
+                    nll_sum += float(batch_nll)
+                    num_tokens += int(batch_tokens)
                     bar.update(1)
         finally:
             model.train(was_training)
@@ -59,3 +59,12 @@ class PerplexityEvaluator:
             perplexity=perplexity(nll_sum, num_tokens),
             num_tokens=num_tokens,
         )
+
+
+def next_token_nll(module: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, torch.Tensor, LMState]:
+    """The summed negative log-likelihood of ``batch``'s real targets, their count (0-d each)
+    and the state after the batch: an evaluation function (captured per key and batch shape
+    under ``executor=cuda_graph``)."""
+    logits, state = module(batch)  # (B, T, V)
+    terms = masked_cross_entropy(logits, batch.targets, batch.mask)
+    return terms.nll_sum, terms.num_tokens, state

@@ -44,11 +44,12 @@ class LanguageModelStep(NormalizedStep):
         self._slots: dict[tuple[int, torch.device], _StateSlot] = {}
         self._carried_slot: tuple[int, torch.device] | None = None  # its end: the state to carry
         self._loaded: LMState | None = None  # a saved state to carry, not yet in a slot
+        self._layers_and_width: tuple[int, int] | None = None  # learnt from the first state
 
     def prepare(self, batch: LMBatch) -> None:
-        """Write the state ``batch`` starts from into its slot: the carried one when it
-        continues, else zeros (a slot made later, by the first step of its shape, starts at
-        zeros)."""
+        """Write the state ``batch`` starts from into its slot (made here once the state's size
+        is known): the carried one when it continues, else zeros. Before the very first step
+        the size is unknown; that step starts from zeros and makes its slot."""
         key = _slot_key(batch)
         source = self._loaded
         if source is None and self._carried_slot is not None:
@@ -57,7 +58,9 @@ class LanguageModelStep(NormalizedStep):
             source = None
         slot = self._slots.get(key)
         if slot is None and source is not None:
-            slot = self._new_slot(key, like=source)
+            self._layers_and_width = (source[0].shape[0], source[0].shape[2])
+        if slot is None and self._layers_and_width is not None:
+            slot = self._new_slot(key)
         if slot is not None and source is None:
             torch._foreach_zero_(list(slot.start))
         elif slot is not None and source is not None:
@@ -69,8 +72,9 @@ class LanguageModelStep(NormalizedStep):
         slot = self._slots.get(_slot_key(batch))
         start = None if slot is None else slot.start  # None: zeros, made by the model
         logits, state = module(replace(batch, state=start))  # (B, T, V)
-        if slot is None:
-            slot = self._new_slot(_slot_key(batch), like=state)
+        if slot is None:  # the first batch of all (no graph is captured without a warm-up)
+            self._layers_and_width = (state[0].shape[0], state[0].shape[2])
+            slot = self._new_slot(_slot_key(batch))
         terms = masked_cross_entropy(logits, batch.targets, batch.mask, self.label_smoothing)
         (terms.loss_sum / self.normalizer_on(batch.inputs.device)).backward()
         slot.end[0].copy_(state[0].detach())
@@ -94,9 +98,11 @@ class LanguageModelStep(NormalizedStep):
         self._loaded = None
         self._carried_slot = None
 
-    def _new_slot(self, key: tuple[int, torch.device], like: LMState) -> _StateSlot:
-        device = key[1]
-        zeros = [torch.zeros(like[i % 2].shape, device=device) for i in range(4)]
+    def _new_slot(self, key: tuple[int, torch.device]) -> _StateSlot:
+        assert self._layers_and_width is not None
+        layers, width = self._layers_and_width
+        rows, device = key
+        zeros = [torch.zeros(layers, rows, width, device=device) for _ in range(4)]
         slot = _StateSlot(start=(zeros[0], zeros[1]), end=(zeros[2], zeros[3]))
         self._slots[key] = slot
         return slot

@@ -216,7 +216,7 @@ def _timed_steps(
     variant: Variant, batches: Sequence[Batch], device: torch.device
 ) -> dict[str, float]:
     """Train on ``batches`` as the trainer does; the time, real target tokens and padding."""
-    tgt_tokens = real = padded = 0
+    tgt_tokens = real = padded = made = 0
     _synchronize(device)
     started = time.perf_counter()
     for host_batch in batches:
@@ -224,11 +224,14 @@ def _timed_steps(
         variant.step.normalizer = max(batch.num_target_tokens, 1)
         on_device = batch.to(device, non_blocking=True)
         float(variant.model.train_step(on_device, variant.step, variant.update))  # the loss read
+        made += variant.update.made  # the trainer reads the outcome of every update too
         tgt_tokens += batch.num_target_tokens
         real += batch.num_real_tokens
         padded += batch.num_padded_tokens
     _synchronize(device)
     seconds = time.perf_counter() - started
+    if made < len(batches):
+        raise SystemExit(f"{variant.name}: only {made} of {len(batches)} updates were made")
     return {"seconds": seconds, "tgt_tokens": tgt_tokens, "real": real, "padded": padded}
 
 

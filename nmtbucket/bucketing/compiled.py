@@ -19,7 +19,13 @@ import torch
 import torch._dynamo
 from torch import nn
 
-from nmtbucket.bucketing.executor import BucketExecutor, StepFn, prepare_step, step_and_update
+from nmtbucket.bucketing.executor import (
+    BucketExecutor,
+    EvalFn,
+    StepFn,
+    prepare_batch,
+    step_and_update,
+)
 from nmtbucket.bucketing.keys import BucketKey
 from nmtbucket.update import ParameterUpdate
 
@@ -73,29 +79,26 @@ class CompiledExecutor(BucketExecutor):
         self.compiled: nn.Module = torch.compile(  # type: ignore[assignment]
             module, dynamic=False, mode=factory.mode
         )
-        self._compiled_forms: set[tuple[bool, bool]] = set()
+        self._compiled_forms: set[tuple[str, bool]] = set()
 
     def forward(self, batch: Any) -> Any:
-        with self._timed_first_call((False, self.module.training)):
+        with self._timed_first_call(("forward", self.module.training)):
             return self.compiled(batch)
 
     def run_step(
-        self,
-        batch: Any,
-        step_fn: StepFn,
-        update: ParameterUpdate | None = None,
-        apply_update: bool = False,
+        self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
     ) -> torch.Tensor:
-        prepare_step(step_fn, batch)
-        with self._timed_first_call((True, self.module.training)):
+        prepare_batch(step_fn, batch)
+        with self._timed_first_call(("step", self.module.training)):
             return step_and_update(self.compiled, batch, step_fn, update, apply_update)
 
-    def release(self) -> None:
-        self._compiled_forms.clear()
+    def run_eval(self, batch: Any, eval_fn: EvalFn) -> Any:
+        with self._timed_first_call(("eval", self.module.training)):
+            return eval_fn(self.compiled, batch)
 
     @contextmanager
-    def _timed_first_call(self, form: tuple[bool, bool]) -> Iterator[None]:
-        """Add the time of the first call in a form (step or forward, train or eval mode),
+    def _timed_first_call(self, form: tuple[str, bool]) -> Iterator[None]:
+        """Add the time of the first call in a form (step, eval or forward; train or eval mode),
         where TorchDynamo compiles, to the factory's ``compile_seconds``."""
         if form in self._compiled_forms:
             yield

@@ -28,7 +28,13 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from nmtbucket.bucketing.executor import BucketExecutor, StepFn, prepare_step, step_and_update
+from nmtbucket.bucketing.executor import (
+    BucketExecutor,
+    EvalFn,
+    StepFn,
+    prepare_batch,
+    step_and_update,
+)
 from nmtbucket.bucketing.keys import BucketKey
 from nmtbucket.bucketing.static_batch import StaticBatch, batch_signature
 from nmtbucket.errors import NmtBucketError
@@ -68,8 +74,9 @@ class CaptureRecord:
     """One captured graph, for logs and benchmarks."""
 
     bucket_key: BucketKey
-    kind: str  # "step+update", "step" or "forward"
+    kind: str  # "step+update", "step" or "eval"
     seconds: float
+    warmup_runs: int
 
 
 class CudaGraphFactory:
@@ -84,6 +91,7 @@ class CudaGraphFactory:
     def __init__(
         self,
         warmup_runs: int = 3,
+        warmup_every_key: bool = False,
         share_pool: bool = True,
         capture: Capture = capture_cuda_graph,
         new_pool: Callable[[], Any] = torch.cuda.graph_pool_handle,
@@ -91,7 +99,9 @@ class CudaGraphFactory:
         if warmup_runs < 1:
             raise NmtBucketError(f"cuda_graph warm-up runs must be >= 1, got {warmup_runs}")
         self.warmup_runs = warmup_runs
+        self.warmup_every_key = warmup_every_key
         self.share_pool = share_pool
+        self._warmed_up: set[Hashable] = set()
         self.capture = capture
         self.new_pool = new_pool
         self.records: list[CaptureRecord] = []
@@ -104,6 +114,20 @@ class CudaGraphFactory:
     def capture_seconds(self) -> float:
         """Time spent warming up and capturing, all graphs together."""
         return sum(r.seconds for r in self.records)
+
+    def warmup_runs_for(self, form: Hashable) -> int:
+        """Warm-up runs before capturing a graph of ``form`` (a step or evaluation function):
+        ``warmup_runs`` the first time, then none unless ``warmup_every_key``. What warm-up
+        initialises (optimizer state, library handles, a step's buffers) does not depend on
+        the key, and a warm-up outside the pool would need the key's memory a second time."""
+        if form in self._warmed_up and not self.warmup_every_key:
+            return 0
+        self._warmed_up.add(form)
+        return self.warmup_runs
+
+    def reset(self) -> None:
+        """After every executor was released: the next capture starts a new pool."""
+        self._pool = None
 
     def pool_for_next_graph(self) -> Any:
         """The shared pool (made on first use), or a new pool for every graph."""
@@ -131,34 +155,36 @@ class CudaGraphExecutor(BucketExecutor):
         self._graphs: dict[Hashable, _Graph] = {}
 
     def run_step(
-        self,
-        batch: Any,
-        step_fn: StepFn,
-        update: ParameterUpdate | None = None,
-        apply_update: bool = False,
+        self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
     ) -> torch.Tensor:
         graph = self._step_graph(batch, step_fn, update, apply_update)
-        assert update is not None  # _step_graph refuses None
-        prepare_step(step_fn, batch)  # after any capture, whose warm-up restores step state
+        prepare_batch(step_fn, batch)  # after any capture, whose warm-up restores step state
         graph.static.load(batch)
         graph.replay()
         return graph.output.clone()
 
-    def prepare_step(
+    def prepare_train_step(
         self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
     ) -> None:
         self._step_graph(batch, step_fn, update, apply_update)
 
     def forward(self, batch: Any) -> Any:
+        """Eager: a graph's output stays allocated in the pool for the graph's lifetime, and
+        whole logits per key would fill it. Evaluation uses :meth:`run_eval` graphs instead."""
+        return self.module(batch)
+
+    def run_eval(self, batch: Any, eval_fn: EvalFn) -> Any:
         if torch.is_grad_enabled():  # a caller who wants to back-propagate: no graph
-            return self.module(batch)
+            return eval_fn(self.module, batch)
         mode = (self.module.training, torch.is_inference_mode_enabled())
-        key = ("forward", batch_signature(batch), mode)
+        key = ("eval", batch_signature(batch), id(eval_fn), mode)
         graph = self._graphs.get(key)
         if graph is None:
             static = StaticBatch(batch)
             with _random_state_kept():
-                graph = self._capture("forward", static, lambda: self.module(static.batch))
+                graph = self._capture(
+                    "eval", (id(eval_fn), mode), static, lambda: eval_fn(self.module, static.batch)
+                )
             self._graphs[key] = graph
         graph.static.load(batch)
         graph.replay()
@@ -185,17 +211,27 @@ class CudaGraphExecutor(BucketExecutor):
                 return step_and_update(self.module, static.batch, step_fn, update, apply_update)
 
             with _training_state_kept(update, step_fn):
-                graph = self._capture(kind, static, run)
+                prepare_batch(step_fn, static.batch)  # buffers the step reads exist before capture
+                graph = self._capture(kind, (kind, id(step_fn), id(update)), static, run)
             self._graphs[key] = graph
         return graph
 
-    def _capture(self, kind: str, static: StaticBatch, run: Callable[[], Any]) -> _Graph:
+    def _capture(
+        self, kind: str, form: Hashable, static: StaticBatch, run: Callable[[], Any]
+    ) -> _Graph:
         started = time.perf_counter()
         pool = self.factory.pool_for_next_graph()
-        replay, output = self.factory.capture(run, self.factory.warmup_runs, pool)
+        warmup_runs = self.factory.warmup_runs_for(form)
+        replay, output = self.factory.capture(run, warmup_runs, pool)
         seconds = time.perf_counter() - started
-        self.factory.records.append(CaptureRecord(self.bucket_key, kind, seconds))
-        log.info("captured the %s graph of key %s in %.2f s", kind, self.bucket_key, seconds)
+        self.factory.records.append(CaptureRecord(self.bucket_key, kind, seconds, warmup_runs))
+        log.info(
+            "captured the %s graph of key %s in %.2f s (%d warm-up runs)",
+            kind,
+            self.bucket_key,
+            seconds,
+            warmup_runs,
+        )
         return _Graph(static, replay, output)
 
 

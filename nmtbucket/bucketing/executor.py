@@ -1,9 +1,10 @@
 """How one bucket key's module is run. An executor is made per key, on the key's first use, by an
 :class:`ExecutorFactory`; the BucketingModule never runs a bucket's module any other way.
 
-``forward`` runs forward only (validation); ``run_step`` runs a training step on one
-micro-batch and, with the last micro-batch of an accumulation window, the parameter update, as
-one unit: :func:`step_and_update`. The eager executor here runs it as Python code; the CUDA-graph
+``run_step`` runs a training step on one micro-batch and, with the last micro-batch of an
+accumulation window, the parameter update, as one unit: :func:`step_and_update`. ``run_eval``
+runs an evaluation function (forward and the loss terms, no gradient) and ``forward`` the plain
+module. The eager executor here runs it as Python code; the CUDA-graph
 executor (:mod:`nmtbucket.bucketing.cuda_graph`) captures it per key and replays it, and the
 compiled one (:mod:`nmtbucket.bucketing.compiled`) runs it through ``torch.compile``.
 """
@@ -31,7 +32,13 @@ a carried state) goes in an optional ``prepare(batch)`` method, which every exec
 outside any graph. Pass the same object every time: a graph replays the step it captured."""
 
 
-def prepare_step(step_fn: StepFn, batch: Any) -> None:
+EvalFn: TypeAlias = Callable[[nn.Module, Any], Any]
+"""Forward-only work on one bucket's module and batch that returns small tensors (summed loss
+terms, a carried state), for validation; under ``executor=cuda_graph`` it is captured per key
+and batch shape, with the same rules as a :data:`StepFn`. Pass the same object every time."""
+
+
+def prepare_batch(step_fn: StepFn, batch: Any) -> None:
     """Run ``step_fn.prepare(batch)`` when the step has one (see :data:`StepFn`)."""
     prepare = getattr(step_fn, "prepare", None)
     if prepare is not None:
@@ -68,15 +75,15 @@ class BucketExecutor(ABC):
 
     @abstractmethod
     def run_step(
-        self,
-        batch: Any,
-        step_fn: StepFn,
-        update: ParameterUpdate | None = None,
-        apply_update: bool = False,
+        self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
     ) -> torch.Tensor:
         """:func:`step_and_update` on this bucket's module and ``batch``; the loss, detached."""
 
-    def prepare_step(  # noqa: B027 - optional hook, eager has nothing to prepare
+    def run_eval(self, batch: Any, eval_fn: EvalFn) -> Any:
+        """``eval_fn`` on this bucket's module and ``batch``."""
+        return eval_fn(self.module, batch)
+
+    def prepare_train_step(  # noqa: B027 - optional hook, eager has nothing to prepare
         self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
     ) -> None:
         """Get ready to run steps like this one (capture, compile) without training on
@@ -95,13 +102,9 @@ class EagerExecutor(BucketExecutor):
         return self.module(batch)
 
     def run_step(
-        self,
-        batch: Any,
-        step_fn: StepFn,
-        update: ParameterUpdate | None = None,
-        apply_update: bool = False,
+        self, batch: Any, step_fn: StepFn, update: ParameterUpdate | None, apply_update: bool
     ) -> torch.Tensor:
-        prepare_step(step_fn, batch)
+        prepare_batch(step_fn, batch)
         return step_and_update(self.module, batch, step_fn, update, apply_update)
 
 

@@ -9,7 +9,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from nmtbucket.bucketing.executor import BucketExecutor, EagerExecutor, ExecutorFactory, StepFn
+from nmtbucket.bucketing.executor import (
+    BucketExecutor,
+    EagerExecutor,
+    EvalFn,
+    ExecutorFactory,
+    StepFn,
+)
 from nmtbucket.bucketing.keys import BucketKey
 from nmtbucket.errors import NmtBucketError, SymGenError
 from nmtbucket.update import ParameterUpdate
@@ -95,6 +101,11 @@ class BucketingModule(nn.Module):
             update.pending = not apply_update
         return loss
 
+    def eval_step(self, batch: Any, eval_fn: EvalFn) -> Any:
+        """Run ``eval_fn`` (forward-only work returning small tensors, such as summed loss
+        terms) on ``batch`` in its bucket; a captured graph per key under cuda_graph."""
+        return self.switch_bucket(_bucket_key_of(batch)).run_eval(batch, eval_fn)
+
     def prepare_train_steps(
         self,
         batches: Iterable[Any],
@@ -111,7 +122,7 @@ class BucketingModule(nn.Module):
         for batch in batches:
             executor = self.switch_bucket(_bucket_key_of(batch))
             for apply_update in forms:
-                executor.prepare_step(batch, step_fn, update, apply_update)
+                executor.prepare_train_step(batch, step_fn, update, apply_update)
 
     def release_executors(self) -> None:
         """Drop every key's executor (captured graphs, compiled code); they are made again on
@@ -119,6 +130,9 @@ class BucketingModule(nn.Module):
         for executor in self._executors.values():
             executor.release()
         self._executors.clear()
+        reset = getattr(self.executor_factory, "reset", None)
+        if reset is not None:
+            reset()
 
     def train(self, mode: bool = True) -> BucketingModule:
         super().train(mode)

@@ -3,10 +3,10 @@ bench/results/ for the logs of the runs made).
 
 Correctness: K updates through captured graphs give the parameters of K eager updates. Stated
 tolerance (fp32, no dropout): plain SGD to rtol 1e-4 / atol 1e-6, since its update is linear in
-the gradient; AdamW to atol 2e-4, a fifteenth of one step at lr 3e-3, because Adam divides by
-the gradient's running size and an element whose gradient is rounding noise can move by up to
-lr whichever kernels compute it. Memory: every key captured into the shared pool peaks at most
-1.1x the largest key alone.
+the gradient; AdamW to rtol 1e-3 / atol 2e-4 (a fifteenth of one step at lr 3e-3), because Adam
+divides by the gradient's running size and an element whose gradient is rounding noise can
+move by up to lr whichever kernels compute it. Memory: every key captured into the shared pool
+peaks at most 1.1x the largest key alone (allocated and reserved).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
 from nmtbucket.bucketing.executor import EagerExecutor
 from nmtbucket.bucketing.memory import measure_capture_memory
 from nmtbucket.checkpoint import load_checkpoint
+from nmtbucket.evaluator import teacher_forced_nll
 from nmtbucket.lm_evaluator import PerplexityEvaluator
 from tests.executor_cases import CASES, build_case, memory_case, parameters, start_training, train
 from tests.integration.train_cli import read_results, run_cli, tiny_overrides, write_tiny_corpus
@@ -44,9 +45,12 @@ def test_graph_updates_match_eager_updates(name: str, optimizer: str, accumulate
     graphs = start_training(case, factory, optimizer=optimizer)
     train(graphs, case.batches, accumulate, case.loss_per)
     assert graphs.losses == pytest.approx(eager.losses, rel=1e-4, abs=1e-5)
+    start = parameters(case.build(EagerExecutor))
+    assert any(not torch.equal(g, s) for g, s in zip(parameters(graphs.model), start, strict=True))
     for g, e in zip(parameters(graphs.model), parameters(eager.model), strict=True):
         torch.testing.assert_close(g, e, **TOLERANCE[optimizer])
-    assert len(factory.records) >= 2  # several keys were captured
+    keys = {b.bucket_key for b in case.batches}
+    assert {r.bucket_key for r in factory.records} == keys  # every key ran as a graph
 
 
 def test_capturing_ahead_changes_nothing_and_a_skipped_update_inside_a_graph_neither() -> None:
@@ -58,6 +62,8 @@ def test_capturing_ahead_changes_nothing_and_a_skipped_update_inside_a_graph_nei
         assert torch.equal(p, b)
     train(training, case.batches[:1], 1, case.loss_per)
     trained = parameters(training.model)
+    assert training.update.made
+    assert any(not torch.equal(p, b) for p, b in zip(trained, before, strict=True))
     training.step.normalizer = 0.0  # an infinite gradient: the graph's update must skip
     training.model.train_step(case.batches[0], training.step, training.update)
     assert not training.update.made
@@ -65,16 +71,18 @@ def test_capturing_ahead_changes_nothing_and_a_skipped_update_inside_a_graph_nei
         assert torch.equal(p, b)
 
 
-@pytest.mark.parametrize("name", ["transformer", "lstm", "lm_stream"])
-def test_forward_graphs_give_eager_outputs(name: str) -> None:
+@pytest.mark.parametrize("name", ["transformer", "lstm"])
+def test_evaluation_graphs_give_eager_scores(name: str) -> None:
     case = build_case(name, CUDA)
     graphs = case.build(CudaGraphFactory()).eval()
     eager = case.build(EagerExecutor).eval()
     with torch.no_grad():
         for batch in case.batches:
-            torch.testing.assert_close(graphs(batch), eager(batch), rtol=1e-4, atol=1e-5)
-    evaluator = PerplexityEvaluator("valid", build_case("lm_stream", CUDA).batches, CUDA, False)
+            got = graphs.eval_step(batch, teacher_forced_nll)
+            expected = eager.eval_step(batch, teacher_forced_nll)
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     lm = build_case("lm_stream", CUDA)
+    evaluator = PerplexityEvaluator("valid", lm.batches, CUDA, progress=False)
     with_graphs = evaluator.evaluate(lm.build(CudaGraphFactory())).perplexity
     assert with_graphs == pytest.approx(evaluator.evaluate(lm.build(EagerExecutor)).perplexity)
 

@@ -55,7 +55,7 @@ def test_translation_with_graphs_trains_like_eager(
     factories = _use_graphs(monkeypatch)
     assert run_cli(monkeypatch, tiny_overrides(tmp_path, "graphs", **extra)) == 0
     _assert_same_weights(tmp_path / "eager", tmp_path / "graphs")
-    steps = [r for r in factories[0].records if r.kind != "forward"]  # forward: validation
+    steps = [r for r in factories[0].records if r.kind != "eval"]  # eval: validation
     keys = {r.bucket_key for r in steps}
     assert len(keys) > 1 and {r.kind for r in steps} == {"step+update", "step"}
     assert len(steps) == 2 * len(keys)  # each captured once, ahead of training

@@ -17,6 +17,7 @@ from nmtbucket.bucketing.executor_choice import build_executor_factory, resolve_
 from nmtbucket.bucketing.static_batch import StaticBatch, batch_signature
 from nmtbucket.config import TrainerConfig
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.evaluator import teacher_forced_nll
 from nmtbucket.lm_evaluator import PerplexityEvaluator
 from tests.executor_cases import (
     CASES,
@@ -69,6 +70,7 @@ def test_capturing_ahead_trains_nothing_and_starts_with_the_default_key(name: st
         assert torch.equal(p, b)
     assert all(float(g.abs().sum()) == 0 for g in training.update.grads)
     assert all(float(s["step"]) == 0 for s in training.optimizer.state.values())
+    assert float(training.update.skipped) == 0 and float(training.update.force_skip) == 0
     assert training.step.state_dict() == {}  # warm-up carried no language-model state
 
     train(training, case.batches, 2, case.loss_per)  # and then trains exactly as eager did
@@ -103,19 +105,21 @@ def test_a_skipped_update_inside_a_graph_changes_nothing() -> None:
     assert all(float(g.abs().sum()) == 0 for g in training.update.grads)
 
 
-@pytest.mark.parametrize("name", ["transformer", "lm_stream"])
-def test_forward_graphs_give_eager_outputs(name: str) -> None:
-    case = build_case(name, CPU)
+def test_evaluation_graphs_give_eager_scores() -> None:
+    case = build_case("transformer", CPU)
     factory, _ = _graph_factory()
     graphs = case.build(factory).eval()
     eager = case.build(EagerExecutor).eval()
     with torch.no_grad():
         for batch in case.batches:
-            torch.testing.assert_close(graphs(batch), eager(batch))
-    assert {r.kind for r in factory.records} == {"forward"}
+            got = graphs.eval_step(batch, teacher_forced_nll)
+            torch.testing.assert_close(got, eager.eval_step(batch, teacher_forced_nll))
+            torch.testing.assert_close(graphs(batch), eager(batch))  # plain forward: eager
+    assert {r.kind for r in factory.records} == {"eval"}
+    assert [r.warmup_runs for r in factory.records] == [3, 0, 0]  # warm up once, then capture
 
 
-def test_language_model_perplexity_is_the_same_with_forward_graphs() -> None:
+def test_language_model_perplexity_is_the_same_with_evaluation_graphs() -> None:
     case = build_case("lm_stream", CPU)
     evaluator = PerplexityEvaluator("valid", case.batches, CPU, progress=False)
     factory, _ = _graph_factory()
@@ -123,6 +127,20 @@ def test_language_model_perplexity_is_the_same_with_forward_graphs() -> None:
     assert with_graphs == pytest.approx(evaluator.evaluate(case.build(EagerExecutor)).perplexity)
     # the first batch starts from zeros (no state), the others from the carried one: two graphs
     assert len(factory.records) == 2
+
+
+@pytest.mark.parametrize("every_key", [False, True])
+def test_only_the_first_graph_of_a_step_warms_up_unless_asked(every_key: bool) -> None:
+    case = build_case("lm_sentences", CPU)  # keys of different rows: new state slots
+    eager = start_training(case)
+    train(eager, case.batches, 1, case.loss_per)
+    factory, _ = _graph_factory(warmup_every_key=every_key)
+    graphs = start_training(case, factory)
+    train(graphs, case.batches, 1, case.loss_per)
+    expected = [3, 3] if every_key else [3, 0]
+    assert [r.warmup_runs for r in factory.records] == expected
+    for g, e in zip(parameters(graphs.model), parameters(eager.model), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
 
 
 def test_graph_steps_need_a_parameter_update() -> None:
