@@ -152,7 +152,9 @@ class TrainerConfig:
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     executor: str = "auto"  # how each bucket's step runs: auto (cuda_graph on CUDA, eager on
     # the CPU) | eager | compile (torch.compile per key) | cuda_graph (one graph per key)
-    graph_warmup_runs: int = 3  # cuda_graph: eager runs of a key's step before its capture
+    graph_warmup_runs: int = 3  # cuda_graph: eager runs of a step before its first capture
+    graph_warmup_every_key: bool = False  # cuda_graph: warm up before every key's capture (the
+    # safe side if some kernel initialises per shape; costs each key's memory outside the pool)
     compile_mode: str = "default"  # compile: torch.compile's mode
     compile_max_keys: int = 32  # compile: warn when more keys than this must be compiled
     max_updates: int = 0  # stop after this many optimizer updates (0: no limit)

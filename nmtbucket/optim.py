@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -24,7 +25,7 @@ def build_optimizer(
 
     Always the fused implementation, which takes a skip decision as a device tensor (see
     :class:`~nmtbucket.update.ParameterUpdate`), with the learning rate a 0-d tensor on the
-    parameters' device that the scheduler fills in place (see :func:`place_lr`): a captured
+    parameters' device that the scheduler fills in place (see :func:`after_loading`): a captured
     graph reads the current rate, and eager and captured runs compute identically.
     ``capturable``: ready to be captured in a CUDA graph."""
     parameters = list(parameters)
@@ -49,10 +50,25 @@ def build_optimizer(
     )
 
 
-def place_lr(optimizer: torch.optim.Optimizer) -> None:
-    """Make every group's learning rate a 0-d tensor on its parameters' device again after
-    ``optimizer.load_state_dict``, which replaces group values with the saved ones."""
-    for group in optimizer.param_groups:
+IMPLEMENTATION_SETTINGS = ("fused", "capturable", "foreach", "differentiable")
+"""Optimizer group settings that say how a step runs, not what it computes."""
+
+
+def implementation_settings(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each group's :data:`IMPLEMENTATION_SETTINGS`, to put back with :func:`after_loading`."""
+    return [
+        {key: group[key] for key in IMPLEMENTATION_SETTINGS if key in group}
+        for group in optimizer.param_groups
+    ]
+
+
+def after_loading(optimizer: torch.optim.Optimizer, settings: list[dict[str, Any]]) -> None:
+    """Undo what ``optimizer.load_state_dict`` takes from the checkpoint but must stay as
+    built: the implementation ``settings`` (a checkpoint from an unfused or uncaptured run
+    would turn off ``fused`` or ``capturable``) and the learning rate as a 0-d tensor on the
+    parameters' device (the saved value is kept)."""
+    for group, built in zip(optimizer.param_groups, settings, strict=True):
+        group.update(built)
         group["lr"] = torch.tensor(float(group["lr"]), device=group["params"][0].device)
 
 
@@ -110,5 +126,11 @@ def build_scheduler(
     config: TrainerConfig,
     epoch_of: Callable[[], int] | None = None,
 ) -> LambdaLR:
-    """Steps once per update, multiplying ``trainer.lr`` by :func:`lr_multiplier`."""
-    return LambdaLR(optimizer, lr_multiplier(config, epoch_of))
+    """Steps once per update, multiplying ``trainer.lr`` by :func:`lr_multiplier`. The base
+    rates are floats, so a step computes the rate on the host and fills the device tensor
+    without reading it back."""
+    scheduler = LambdaLR(optimizer, lr_multiplier(config, epoch_of))
+    scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["initial_lr"] = config.lr
+    return scheduler

@@ -24,7 +24,12 @@ from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.evaluator import SplitScores
 from nmtbucket.metrics import MetricsLogger
-from nmtbucket.optim import build_optimizer, build_scheduler, place_lr
+from nmtbucket.optim import (
+    after_loading,
+    build_optimizer,
+    build_scheduler,
+    implementation_settings,
+)
 from nmtbucket.progress import Progress
 from nmtbucket.train_step import Seq2SeqStep, TrainBatch, TrainStep, loss_normalizer
 from nmtbucket.update import ParameterUpdate
@@ -175,8 +180,9 @@ class Trainer:
             )
         try:
             self.model.load_state_dict(state["model"])
+            built = implementation_settings(self.optimizer)
             self.optimizer.load_state_dict(state["optimizer"])
-            place_lr(self.optimizer)
+            after_loading(self.optimizer, built)
         except (RuntimeError, ValueError, KeyError) as err:
             raise NmtBucketError(
                 f"the checkpoint in {self.run_dir} does not fit this model or optimizer ({err}); "

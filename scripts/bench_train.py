@@ -162,7 +162,8 @@ def _builder(
 
 def _factory(name: str, config: TrainConfig, num_keys: int) -> ExecutorFactory:
     if name == "cuda_graph":
-        return CudaGraphFactory(warmup_runs=config.trainer.graph_warmup_runs)
+        trainer = config.trainer
+        return CudaGraphFactory(trainer.graph_warmup_runs, trainer.graph_warmup_every_key)
     if name == "compile":
         return CompileFactory(
             num_keys, config.trainer.compile_max_keys, config.trainer.compile_mode

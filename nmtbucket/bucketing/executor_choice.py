@@ -34,7 +34,7 @@ def build_executor_factory(
     """The factory ``config.executor`` names for a model of ``num_keys`` bucket keys."""
     name = resolve_executor(config.executor, device)
     if name == "cuda_graph":
-        return CudaGraphFactory(warmup_runs=config.graph_warmup_runs)
+        return CudaGraphFactory(config.graph_warmup_runs, config.graph_warmup_every_key)
     if name == "compile":
         return CompileFactory(num_keys, config.compile_max_keys, config.compile_mode)
     return EagerExecutor

@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from nmtbucket.config import TrainerConfig
-from nmtbucket.optim import build_optimizer, build_scheduler, place_lr
+from nmtbucket.optim import (
+    after_loading,
+    build_optimizer,
+    build_scheduler,
+    implementation_settings,
+)
 from nmtbucket.train_step import DeviceScalar, Seq2SeqStep
 from nmtbucket.update import ParameterUpdate
 
@@ -113,15 +118,22 @@ def test_the_learning_rate_is_a_device_tensor_filled_in_place_and_kept_after_loa
     lr = optimizer.param_groups[0]["lr"]
     assert isinstance(lr, torch.Tensor)
     scheduler = build_scheduler(optimizer, config)
+    assert scheduler.base_lrs == [0.1]  # floats: a scheduler step reads nothing back
     optimizer.step()  # no gradients: nothing changes, but the scheduler expects a step first
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.05)
-    state = optimizer.state_dict()
-    state["param_groups"][0]["lr"] = 0.025  # a checkpoint that saved a float
-    optimizer.load_state_dict(state)
-    place_lr(optimizer)
-    lr = optimizer.param_groups[0]["lr"]
-    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.025)
+    # a checkpoint from before the fused optimizer: float rate, no fused/capturable settings
+    old = torch.optim.AdamW(_model().parameters(), lr=0.025, betas=(0.9, 0.98))
+    built = implementation_settings(optimizer)
+    optimizer.load_state_dict(old.state_dict())
+    after_loading(optimizer, built)
+    group = optimizer.param_groups[0]
+    assert group["fused"] and group["capturable"]
+    assert isinstance(group["lr"], torch.Tensor) and float(group["lr"]) == pytest.approx(0.025)
+    update = ParameterUpdate(model.parameters(), optimizer, clip_norm=1.0)
+    update.note_loss(_backward(model))
+    update.apply()  # the fused step with found_inf works after the load
+    assert update.made
 
 
 def test_the_normaliser_is_one_tensor_per_device_filled_in_place() -> None:
