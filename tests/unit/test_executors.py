@@ -203,7 +203,9 @@ def test_compiled_steps_train_like_eager() -> None:
     compiled = start_training(case, factory)
     torch._dynamo.utils.counters.clear()
     train(compiled, batches, 1, case.loss_per)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # compiled, not eager
+    counters = torch._dynamo.utils.counters
+    assert counters["stats"]["unique_graphs"] >= 2  # compiled, not eager
+    assert not counters["graph_break"]  # one graph per key: the LSTM is traced too
     assert compiled.losses == pytest.approx(eager.losses, rel=1e-4)
     for c, e in zip(parameters(compiled.model), parameters(eager.model), strict=True):
         torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-5)
