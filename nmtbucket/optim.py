@@ -66,10 +66,14 @@ def after_loading(optimizer: torch.optim.Optimizer, settings: list[dict[str, Any
     """Undo what ``optimizer.load_state_dict`` takes from the checkpoint but must stay as
     built: the implementation ``settings`` (a checkpoint from an unfused or uncaptured run
     would turn off ``fused`` or ``capturable``) and the learning rate as a 0-d tensor on the
-    parameters' device (the saved value is kept)."""
+    parameters' device (the saved value is kept), with each parameter's step count there too."""
     for group, built in zip(optimizer.param_groups, settings, strict=True):
         group.update(built)
         group["lr"] = torch.tensor(float(group["lr"]), device=group["params"][0].device)
+        for parameter in group["params"]:  # an unfused checkpoint keeps its step on the CPU
+            state = optimizer.state.get(parameter, {})
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].to(parameter.device, torch.float32)
 
 
 def lr_multiplier(

@@ -189,6 +189,7 @@ class Trainer:
                 "resume with the settings it was trained with, or use another run_dir"
             ) from None
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.base_lrs = [float(lr) for lr in self.scheduler.base_lrs]
         self.train_iter.load_state_dict(state["iterator"])
         self.step.load_state_dict(state.get("step", {}))  # none before language models
         self.keeper.load_state_dict(state["keeper"])

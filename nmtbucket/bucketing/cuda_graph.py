@@ -116,18 +116,24 @@ class CudaGraphFactory:
         return sum(r.seconds for r in self.records)
 
     def warmup_runs_for(self, form: Hashable) -> int:
-        """Warm-up runs before capturing a graph of ``form`` (a step or evaluation function):
-        ``warmup_runs`` the first time, then none unless ``warmup_every_key``. What warm-up
-        initialises (optimizer state, library handles, a step's buffers) does not depend on
-        the key, and a warm-up outside the pool would need the key's memory a second time."""
+        """Warm-up runs before capturing a graph of ``form`` (a step or evaluation function
+        with what it updates): ``warmup_runs`` until one capture of the form succeeded, then
+        none unless ``warmup_every_key``. What warm-up initialises (optimizer state, library
+        handles and cuDNN's dropout state, a step's buffers) does not depend on the key, and a
+        warm-up outside the pool would need the key's memory a second time."""
         if form in self._warmed_up and not self.warmup_every_key:
             return 0
-        self._warmed_up.add(form)
         return self.warmup_runs
 
+    def captured(self, form: Hashable) -> None:
+        """A graph of ``form`` was captured after its warm-up."""
+        self._warmed_up.add(form)
+
     def reset(self) -> None:
-        """After every executor was released: the next capture starts a new pool."""
+        """After every executor was released (a checkpoint loaded, the model moved): the next
+        capture starts a new pool and warms up again, since what warm-up made may be gone."""
         self._pool = None
+        self._warmed_up.clear()
 
     def pool_for_next_graph(self) -> Any:
         """The shared pool (made on first use), or a new pool for every graph."""
@@ -177,13 +183,13 @@ class CudaGraphExecutor(BucketExecutor):
         if torch.is_grad_enabled():  # a caller who wants to back-propagate: no graph
             return eval_fn(self.module, batch)
         mode = (self.module.training, torch.is_inference_mode_enabled())
-        key = ("eval", batch_signature(batch), id(eval_fn), mode)
+        key = ("eval", batch_signature(batch), eval_fn, mode)
         graph = self._graphs.get(key)
         if graph is None:
             static = StaticBatch(batch)
             with _random_state_kept():
                 graph = self._capture(
-                    "eval", (id(eval_fn), mode), static, lambda: eval_fn(self.module, static.batch)
+                    "eval", (eval_fn, mode), static, lambda: eval_fn(self.module, static.batch)
                 )
             self._graphs[key] = graph
         graph.static.load(batch)
@@ -201,7 +207,7 @@ class CudaGraphExecutor(BucketExecutor):
                 "executor=cuda_graph captures the parameter update with the step: pass a "
                 "ParameterUpdate to train_step (or use executor=eager)"
             )
-        key = ("step", batch_signature(batch), apply_update, id(step_fn), id(update))
+        key = ("step", batch_signature(batch), apply_update, step_fn, update)
         graph = self._graphs.get(key)
         if graph is None:
             static = StaticBatch(batch)
@@ -212,7 +218,7 @@ class CudaGraphExecutor(BucketExecutor):
 
             with _training_state_kept(update, step_fn):
                 prepare_batch(step_fn, static.batch)  # buffers the step reads exist before capture
-                graph = self._capture(kind, (kind, id(step_fn), id(update)), static, run)
+                graph = self._capture(kind, (kind, step_fn, update), static, run)
             self._graphs[key] = graph
         return graph
 
@@ -223,6 +229,7 @@ class CudaGraphExecutor(BucketExecutor):
         pool = self.factory.pool_for_next_graph()
         warmup_runs = self.factory.warmup_runs_for(form)
         replay, output = self.factory.capture(run, warmup_runs, pool)
+        self.factory.captured(form)
         seconds = time.perf_counter() - started
         self.factory.records.append(CaptureRecord(self.bucket_key, kind, seconds, warmup_runs))
         log.info(
@@ -238,8 +245,8 @@ class CudaGraphExecutor(BucketExecutor):
 @contextmanager
 def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[None]:
     """Warm-up runs the real step: force its update to skip, and put back afterwards the
-    gradients accumulated so far, the state the step carries (a language model's) and the
-    random number generators (dropout), so a capture changes no training run, resumed or not."""
+    gradients accumulated so far, the state the step carries (a language model's) and the CPU
+    random generator, so a capture changes no parameter or carried state."""
     grads = update.snapshot_gradients()
     step_state = _step_state(step_fn)
     update.force_skip.fill_(1.0)
@@ -255,15 +262,15 @@ def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[N
 
 @contextmanager
 def _random_state_kept() -> Iterator[None]:
-    """Put back the CPU and CUDA random generators that warm-up runs draw from."""
+    """Put back the CPU random generator that warm-up runs may draw from. The CUDA generators
+    are left alone: setting their state makes cuDNN rebuild its LSTM dropout state on the next
+    call, with a host synchronisation (illegal in a capture) into a new buffer (which graphs
+    captured before would no longer see). Warm-up thus advances the CUDA random stream."""
     cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         yield
     finally:
         torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def _step_state(step_fn: StepFn) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ peaks at most 1.1x the largest key alone (allocated and reserved).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,18 @@ def test_capturing_ahead_changes_nothing_and_a_skipped_update_inside_a_graph_nei
     assert not training.update.made
     for p, b in zip(parameters(training.model), trained, strict=True):
         assert torch.equal(p, b)
+
+
+def test_a_two_layer_lstm_with_dropout_trains_in_graphs() -> None:
+    # cuDNN keeps its own dropout state for the layers of an nn.LSTM: built by the first
+    # warm-up, it must survive every later capture (nothing may reset the CUDA generator)
+    case = build_case("lm_sentences", CUDA, dropout=0.3)
+    training = start_training(case, CudaGraphFactory())
+    before = parameters(training.model)
+    train(training, case.batches * 3, 2, case.loss_per)
+    assert all(math.isfinite(loss) for loss in training.losses) and training.update.made
+    trained = parameters(training.model)
+    assert any(not torch.equal(p, b) for p, b in zip(trained, before, strict=True))
 
 
 @pytest.mark.parametrize("name", ["transformer", "lstm"])

@@ -30,6 +30,7 @@ def test_bench_train_compares_bucketed_eager_with_pad_to_max(tmp_path: Path) -> 
     eager, padded = report["results"]["eager"], report["results"]["pad_to_max"]
     assert len(eager["tgt_tokens_per_second_rounds"]) == 2
     assert padded["padding_percent"] > eager["padding_percent"] > 0
+    assert eager["updates_made"] == eager["steps"] == 6
     assert report["device"] == "cpu" and report["bucket_keys"] == 4
     assert report["graph_memory"] is None
 

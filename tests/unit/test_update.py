@@ -123,13 +123,18 @@ def test_the_learning_rate_is_a_device_tensor_filled_in_place_and_kept_after_loa
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.05)
     # a checkpoint from before the fused optimizer: float rate, no fused/capturable settings
-    old = torch.optim.AdamW(_model().parameters(), lr=0.025, betas=(0.9, 0.98))
+    old_model = _model()
+    old = torch.optim.AdamW(old_model.parameters(), lr=0.025, betas=(0.9, 0.98))
+    _backward(old_model)
+    old.step()  # its state: moments and a step count kept on the CPU
     built = implementation_settings(optimizer)
     optimizer.load_state_dict(old.state_dict())
     after_loading(optimizer, built)
     group = optimizer.param_groups[0]
     assert group["fused"] and group["capturable"]
     assert isinstance(group["lr"], torch.Tensor) and float(group["lr"]) == pytest.approx(0.025)
+    steps = [optimizer.state[p]["step"] for p in model.parameters()]
+    assert all(s.dtype == torch.float32 and float(s) == 1 for s in steps)
     update = ParameterUpdate(model.parameters(), optimizer, clip_norm=1.0)
     update.note_loss(_backward(model))
     update.apply()  # the fused step with found_inf works after the load
