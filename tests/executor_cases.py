@@ -40,8 +40,10 @@ class RecordedOps:
     synchronisations as a real capture does; "replay" re-runs the recorded operations on those
     tensors and writes each result into the tensor the capture produced. So a Python value read
     during capture (a flag, a float) is frozen, exactly as in a CUDA graph. Unlike a real
-    capture, recording executes the step once: the executor's warm-up guard undoes that. Every
-    pool handed to it is kept in ``pools``."""
+    capture, recording executes the step once: the executor's warm-up guard undoes that. It
+    cannot show what only a GPU does: memory reuse within a pool (it keeps every tensor alive),
+    uninitialised outputs before the first replay, library state (cuDNN), or host copies other
+    than reading a number. Every pool handed to it is kept in ``pools``."""
 
     def __init__(self) -> None:
         self.pools: list[Any] = []
