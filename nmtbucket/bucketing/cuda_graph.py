@@ -6,13 +6,15 @@ How a step is captured (:meth:`CudaGraphExecutor.run_step` on a key's first batc
 training through ``BucketingModule.prepare_train_steps``, default key first):
 
 1. the batch is copied into static buffers (:class:`~nmtbucket.bucketing.static_batch.StaticBatch`);
-2. the step runs a few times on a side stream (warm-up: lazy initialisation, optimizer state),
-   with the update forced to skip, and gradients and the step's carried state restored after,
-   so warm-up trains nothing;
+2. before the first capture of a step, the step runs a few times on a side stream (warm-up:
+   lazy initialisation, optimizer state), with the update forced to skip, and the gradients,
+   the step's carried state and the CPU random generator restored after, so warm-up trains
+   nothing; later keys are captured without warm-up;
 3. the step is captured into the shared pool; each later batch is copied into the buffers and
    the graph replayed. The loss is a static output, cloned after each replay.
 
-Validation runs forward-only graphs per key, captured the same way under ``no_grad``.
+Validation runs ``BucketingModule.eval_step`` functions, captured the same way under
+``no_grad``; their outputs are small (loss terms), since a graph's outputs stay in the pool.
 """
 
 from __future__ import annotations
@@ -152,8 +154,9 @@ class _Graph:
 
 
 class CudaGraphExecutor(BucketExecutor):
-    """One key's graphs: a training step per form (with or without the update) and a forward
-    graph per batch signature and mode. All live until :meth:`release`."""
+    """One key's graphs: a training step per form (with or without the update) and an
+    evaluation graph per evaluation function, batch signature and mode. All live until
+    :meth:`release`."""
 
     def __init__(self, module: nn.Module, bucket_key: BucketKey, factory: CudaGraphFactory) -> None:
         super().__init__(module, bucket_key)
