@@ -6,29 +6,22 @@ parameters; a bucket iterator that hands out batches carrying their key. See the
 
 from nmtbucket.bucketing import (
     BucketBatchSampler,
-    BucketExecutor,
     BucketingModule,
-    BucketIterator,
     BucketKey,
     BucketScheme,
-    CompileFactory,
-    CudaGraphFactory,
-    EagerExecutor,
-    ExecutorFactory,
     IndexBatch,
     LengthKey,
     LengthPair,
-    StepFn,
     SymGen,
     assign_buckets,
     build_bucket_scheme,
-    build_executor_factory,
     define_batch_sizes,
     define_buckets,
     define_diagonal_buckets,
     define_explicit_buckets,
     define_grid_buckets,
 )
+from nmtbucket.cli.train import run_training
 from nmtbucket.config import (
     BucketingConfig,
     DataConfig,
@@ -41,20 +34,28 @@ from nmtbucket.config import (
     TrainerConfig,
     TranslateConfig,
 )
-from nmtbucket.data import Batch, SequenceDataset, TokenSequences, collate
+from nmtbucket.data import Batch, BucketIterator, SequenceDataset, TokenSequences, collate
 from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.data.sentence_batches import SentenceBatches
 from nmtbucket.data.stream import StreamBatches
 from nmtbucket.data.words import WordVocabulary
 from nmtbucket.errors import BucketConfigError, NmtBucketError, SymGenError
-from nmtbucket.lm_evaluator import PerplexityEvaluator
-from nmtbucket.lm_step import LanguageModelStep
+from nmtbucket.executors import (
+    BucketExecutor,
+    CompileFactory,
+    CudaGraphFactory,
+    EagerExecutor,
+    ExecutorFactory,
+    ParameterUpdate,
+    StepFn,
+    build_executor_factory,
+)
+from nmtbucket.lm.evaluator import PerplexityEvaluator
+from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models import build_sym_gen
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
-from nmtbucket.pipeline import run_training
-from nmtbucket.train_step import Seq2SeqStep
-from nmtbucket.translator import Translation, Translator
-from nmtbucket.update import ParameterUpdate
+from nmtbucket.translation.step import Seq2SeqStep
+from nmtbucket.translation.translator import Translation, Translator
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,6 @@
 """Typed configuration schemas, one dataclass per config group. The CLIs turn Hydra configs into
-these once (see :mod:`nmtbucket.train`); library code below them only ever sees these dataclasses.
+these once (see :mod:`nmtbucket.cli.train`); library code below them only ever sees these
+dataclasses.
 
 Every field has a default, so a schema doubles as documentation of the defaults; the YAML files
 under ``conf/`` change only what differs.
@@ -107,16 +108,17 @@ class ModelConfig:
     """An encoder-decoder or a language model; ``arch`` picks the family, the other fields
     size it.
 
-    Fields marked (transformer), (lstm) or (lstm_lm) are read only by that architecture.
-    ``lstm_lm`` (for ``data.task: lm``) is embedding, ``decoder_layers`` stacked LSTM layers of
-    ``d_model`` units with ``dropout`` on the non-recurrent connections, and a softmax layer,
-    tied to the embedding with ``tie_output_embeddings`` (Zaremba et al. 2014).
+    Fields marked (transformer), (lstm), (encoder-decoder) or (lstm_lm) are read only by
+    those architectures. ``lstm_lm`` (for ``data.task: lm``) is embedding, ``layers`` stacked
+    LSTM layers of ``d_model`` units with ``dropout`` on the non-recurrent connections, and a
+    softmax layer, tied to the embedding with ``tie_output_embeddings`` (Zaremba et al. 2014).
     """
 
     arch: str = "transformer"  # transformer | lstm | lstm_lm
     d_model: int = 512  # embedding size and hidden size
-    encoder_layers: int = 6
-    decoder_layers: int = 6
+    encoder_layers: int = 6  # (encoder-decoder)
+    decoder_layers: int = 6  # (encoder-decoder)
+    layers: int = 2  # (lstm_lm) stacked LSTM layers
     dropout: float = 0.1
     tie_output_embeddings: bool = True  # decoder output projection = target embedding matrix
     share_embeddings: bool = False  # one embedding for source and target (joint vocabulary)
@@ -276,10 +278,28 @@ def check_choices(config: TrainConfig) -> None:
         if value not in allowed:
             raise NmtBucketError(f"{path} must be one of {allowed}, got {value!r}")
     check_search(config.search)
+    _check_trainer(config)
     language_model = config.model.arch in LANGUAGE_MODEL_ARCHS
     if language_model != (config.data.task == "lm"):
         raise NmtBucketError(
             f"model.arch={config.model.arch} does not fit data.task={config.data.task}: "
             f"language-model data (task lm) needs a language model ({LANGUAGE_MODEL_ARCHS}), "
             "and translation data an encoder-decoder; pick an experiment that sets both"
+        )
+
+
+def _check_trainer(config: TrainConfig) -> None:
+    """Trainer settings that contradict each other or the task."""
+    trainer = config.trainer
+    if trainer.accumulate < 1:
+        raise NmtBucketError(f"trainer.accumulate must be >= 1, got {trainer.accumulate}")
+    if trainer.early_stopping_metric in ("bleu", "chrf") and config.data.task == "lm":
+        raise NmtBucketError(
+            f"trainer.early_stopping_metric={trainer.early_stopping_metric} is a translation "
+            "score; a language model stops early on perplexity or loss"
+        )
+    if trainer.early_stopping_metric in ("bleu", "chrf") and not trainer.validate_bleu:
+        raise NmtBucketError(
+            f"trainer.early_stopping_metric={trainer.early_stopping_metric} needs "
+            "trainer.validate_bleu=true; or stop early on loss or perplexity"
         )

@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 
 from nmtbucket import BucketBatchSampler, BucketingConfig, build_bucket_scheme
-from nmtbucket.bucketing.batching import count_padded_tokens
+from nmtbucket.bucketing.buckets import count_padded_tokens
 from nmtbucket.bucketing.keys import key_lengths
-from nmtbucket.data.batch import FILLER
+from nmtbucket.constants import FILLER
 from nmtbucket.data.corpus import read_lines
 from nmtbucket.data.tokenizer import train_sentencepiece
 from nmtbucket.errors import NmtBucketError

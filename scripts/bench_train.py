@@ -27,6 +27,7 @@ Arguments other than the options below are Hydra overrides of the training confi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -42,24 +43,23 @@ from typing import Any
 import torch
 from hydra import compose, initialize_config_module
 
-import nmtbucket.train  # noqa: F401  (registers the config schema)
-from nmtbucket.bucketing.compiled import CompileFactory
-from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
-from nmtbucket.bucketing.executor import EagerExecutor, ExecutorFactory
-from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator
-from nmtbucket.bucketing.memory import measure_capture_memory
 from nmtbucket.bucketing.module import BucketingModule
-from nmtbucket.bucketing.scheme import build_bucket_scheme
+from nmtbucket.cli.train import to_train_config
 from nmtbucket.config import TrainConfig
+from nmtbucket.constants import PAD_ID
 from nmtbucket.data.batch import Batch
-from nmtbucket.data.prepare import prepare_data
-from nmtbucket.data.tokenizer import PAD_ID
+from nmtbucket.data.iterator import BucketIterator
 from nmtbucket.device import resolve_device
+from nmtbucket.executors.compiled import CompileFactory
+from nmtbucket.executors.cuda_graph import CudaGraphFactory
+from nmtbucket.executors.graph_memory import measure_capture_memory
+from nmtbucket.executors.interface import ExecutorFactory
+from nmtbucket.executors.selection import build_executor_factory
+from nmtbucket.executors.update import ParameterUpdate
 from nmtbucket.models import build_sym_gen
-from nmtbucket.optim import build_optimizer
-from nmtbucket.train import to_train_config
-from nmtbucket.train_step import Seq2SeqStep
-from nmtbucket.update import ParameterUpdate
+from nmtbucket.training.optim import build_optimization
+from nmtbucket.translation.pipeline import prepare_translation
+from nmtbucket.translation.step import Seq2SeqStep
 
 VARIANTS = ("eager", "compile", "cuda_graph", "pad_to_max")
 
@@ -95,12 +95,11 @@ def main() -> int:
     if "cuda_graph" in names and device.type != "cuda":
         parser.error("the cuda_graph variant needs a CUDA device")
 
-    data = prepare_data(config.data, progress=False, log=lambda message: None)
-    scheme = build_bucket_scheme(data.train.lengths, config.bucketing)
-    sampler = BucketBatchSampler(
-        data.train.lengths, scheme.buckets, scheme.batch_sizes, seed=config.trainer.seed
-    )
-    iterator = BucketIterator(data.train, sampler, PAD_ID)
+    config.trainer.progress = False
+    task = prepare_translation(config, device)
+    iterator = task.setup.train_batches
+    assert isinstance(iterator, BucketIterator)
+    data, scheme = task.data, task.scheme
     examples = iterator.example_batches()  # one per key, largest first
     batches = _batches(iterator, args.rounds * args.steps)
     vocab = (data.src_tokenizer.vocab_size, data.tgt_tokenizer.vocab_size)
@@ -145,30 +144,28 @@ Builder = Callable[[ExecutorFactory], tuple[BucketingModule, Seq2SeqStep, Parame
 def _builder(
     config: TrainConfig, vocab: tuple[int, int], default_key: Any, device: torch.device
 ) -> Builder:
-    """Builds the experiment's model from the same seed, with its optimizer, update and step."""
+    """Builds the experiment's model from the same seed, with its optimizer, update and step,
+    as the training pipeline does."""
 
     def build(executors: ExecutorFactory) -> tuple[BucketingModule, Seq2SeqStep, ParameterUpdate]:
         torch.manual_seed(config.trainer.seed)
         sym_gen = build_sym_gen(config.model, *vocab)
         model = BucketingModule(sym_gen, default_key, executors).to(device).train()
         trainer = config.trainer
-        optimizer = build_optimizer(model.parameters(), trainer, executors.captures_update)
-        update = ParameterUpdate(model.parameters(), optimizer, trainer.clip_norm)
+        optimization = build_optimization(model.parameters(), trainer, executors.captures_update)
         step = Seq2SeqStep(trainer.label_smoothing, trainer.bf16 and device.type == "cuda")
-        return model, step, update
+        return model, step, optimization.update
 
     return build
 
 
-def _factory(name: str, config: TrainConfig, num_keys: int) -> ExecutorFactory:
-    if name == "cuda_graph":
-        trainer = config.trainer
-        return CudaGraphFactory(trainer.graph_warmup_runs, trainer.graph_warmup_every_key)
-    if name == "compile":
-        return CompileFactory(
-            num_keys, config.trainer.compile_max_keys, config.trainer.compile_mode
-        )
-    return EagerExecutor
+def _factory(
+    name: str, config: TrainConfig, device: torch.device, num_keys: int
+) -> ExecutorFactory:
+    """The executor factory of a variant (pad_to_max runs eager), as training builds it."""
+    executor = "eager" if name == "pad_to_max" else name
+    trainer = dataclasses.replace(config.trainer, executor=executor)
+    return build_executor_factory(trainer, device, num_keys)
 
 
 def _prepare(
@@ -185,7 +182,7 @@ def _prepare(
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         allocated, reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
-    factory = _factory(name, config, len(examples))
+    factory = _factory(name, config, device, len(examples))
     model, step, update = build(factory)
     pad_to = scheme.default_bucket_key if name == "pad_to_max" else None
     variant = Variant(name, model, step, update, pad_to)

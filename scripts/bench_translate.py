@@ -31,11 +31,11 @@ import torch
 
 from nmtbucket.config import SearchConfig
 from nmtbucket.data.corpus import read_lines
-from nmtbucket.decoding import decode_in_buckets
-from nmtbucket.evaluation import translation_scores
-from nmtbucket.run_folder import RunFolder
 from nmtbucket.search import Hypothesis, greedy_search
-from nmtbucket.translator import Translator
+from nmtbucket.search.decoding import decode_in_buckets
+from nmtbucket.translation.run_folder import RunFolder
+from nmtbucket.translation.scores import translation_scores
+from nmtbucket.translation.translator import Translator
 
 
 def parse_weights(spec: str) -> tuple[str, int]:

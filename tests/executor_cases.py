@@ -12,21 +12,23 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from nmtbucket.bucketing.executor import EagerExecutor, ExecutorFactory
 from nmtbucket.bucketing.keys import LengthPair
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import ModelConfig, TrainerConfig
+from nmtbucket.constants import EOS_ID
 from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
 from nmtbucket.data.lm_batch import collate_sentences
 from nmtbucket.data.stream import StreamBatches
-from nmtbucket.data.tokenizer import EOS_ID
-from nmtbucket.lm_step import LanguageModelStep
+from nmtbucket.executors.eager import EagerExecutor
+from nmtbucket.executors.interface import ExecutorFactory
+from nmtbucket.executors.update import ParameterUpdate
+from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models import build_sym_gen
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
-from nmtbucket.optim import build_optimizer, build_scheduler
-from nmtbucket.train_step import Seq2SeqStep, TrainStep, loss_normalizer
-from nmtbucket.update import ParameterUpdate
+from nmtbucket.training.optim import build_optimizer, build_scheduler
+from nmtbucket.training.step import TrainStep, loss_normalizer
+from nmtbucket.translation.step import Seq2SeqStep
 
 VOCAB = 24
 CASES = ("transformer", "lstm", "lm_stream", "lm_sentences")

@@ -1,7 +1,8 @@
-"""The bucketing core: keys, bucket maths, the iterator, the BucketingModule and its executors."""
+"""The bucketing core: keys, bucket maths, the batch sampler and the BucketingModule (one module
+per key from ``sym_gen``, run by an executor from :mod:`nmtbucket.executors`)."""
 
 from nmtbucket.bucketing.auto import define_buckets
-from nmtbucket.bucketing.batching import (
+from nmtbucket.bucketing.buckets import (
     BucketAssignment,
     assign_buckets,
     define_batch_sizes,
@@ -11,35 +12,23 @@ from nmtbucket.bucketing.batching import (
     define_grid_buckets,
     sort_buckets,
 )
-from nmtbucket.bucketing.compiled import CompileFactory
-from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
-from nmtbucket.bucketing.executor import BucketExecutor, EagerExecutor, ExecutorFactory, StepFn
-from nmtbucket.bucketing.executor_choice import build_executor_factory
-from nmtbucket.bucketing.iterator import BucketBatchSampler, BucketIterator, IndexBatch
 from nmtbucket.bucketing.keys import BucketKey, LengthKey, LengthPair, key_lengths
 from nmtbucket.bucketing.module import BucketingModule, SymGen
+from nmtbucket.bucketing.sampler import BucketBatchSampler, IndexBatch
 from nmtbucket.bucketing.scheme import BucketScheme, build_bucket_scheme
 
 __all__ = [
     "BucketAssignment",
     "BucketBatchSampler",
-    "BucketExecutor",
-    "BucketIterator",
     "BucketKey",
     "BucketScheme",
     "BucketingModule",
-    "CompileFactory",
-    "CudaGraphFactory",
-    "EagerExecutor",
-    "ExecutorFactory",
     "IndexBatch",
     "LengthKey",
     "LengthPair",
-    "StepFn",
     "SymGen",
     "assign_buckets",
     "build_bucket_scheme",
-    "build_executor_factory",
     "define_batch_sizes",
     "define_boundaries",
     "define_buckets",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from nmtbucket.bucketing.batching import sort_buckets
+from nmtbucket.bucketing.buckets import sort_buckets
 from nmtbucket.bucketing.keys import LengthKey, make_length_key
 from nmtbucket.errors import BucketConfigError
 

@@ -9,16 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nmtbucket.bucketing.executor import (
-    BucketExecutor,
-    EagerExecutor,
-    EvalFn,
-    ExecutorFactory,
-    StepFn,
-)
 from nmtbucket.bucketing.keys import BucketKey
 from nmtbucket.errors import NmtBucketError, SymGenError
-from nmtbucket.update import ParameterUpdate
+from nmtbucket.executors.eager import EagerExecutor
+from nmtbucket.executors.interface import BucketExecutor, EvalFn, ExecutorFactory, StepFn
+from nmtbucket.executors.update import ParameterUpdate
 
 SymGen = Callable[[Any], nn.Module]
 """Builds the module for a bucket key. Every module it returns must hold the very parameter
@@ -98,7 +93,7 @@ class BucketingModule(nn.Module):
         apply_update = apply_update and update is not None
         loss = executor.run_step(batch, step_fn, update, apply_update)
         if update is not None:
-            update.pending = not apply_update
+            update.record_micro_batch(update_applied=apply_update)
         return loss
 
     def eval_step(self, batch: Any, eval_fn: EvalFn) -> Any:
@@ -130,9 +125,7 @@ class BucketingModule(nn.Module):
         for executor in self._executors.values():
             executor.release()
         self._executors.clear()
-        reset = getattr(self.executor_factory, "reset", None)
-        if reset is not None:
-            reset()
+        self.executor_factory.reset()
 
     def train(self, mode: bool = True) -> BucketingModule:
         super().train(mode)

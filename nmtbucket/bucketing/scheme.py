@@ -1,4 +1,5 @@
-"""From a config and the corpus lengths to the concrete keys and batch sizes of a run."""
+"""From a config and the corpus lengths to the concrete keys and batch sizes of a run, and the
+keys of a held-out split (the training keys, plus one for lines longer than all of them)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from nmtbucket.bucketing.auto import define_buckets
-from nmtbucket.bucketing.batching import (
+from nmtbucket.bucketing.buckets import (
     OVERLONG_POLICIES,
     define_batch_sizes,
     define_diagonal_buckets,
@@ -15,7 +16,7 @@ from nmtbucket.bucketing.batching import (
     define_grid_buckets,
     limit_lengths,
 )
-from nmtbucket.bucketing.keys import LengthKey, key_lengths, make_length_key
+from nmtbucket.bucketing.keys import LengthKey, key_lengths, make_length_key, tokens_per_row
 from nmtbucket.config import CHOICES, BucketingConfig
 from nmtbucket.errors import BucketConfigError
 
@@ -99,3 +100,17 @@ def _diagonal_buckets(
     if ratio is None:  # mean target/source ratio of the corpus, as Sockeye estimates it
         ratio = float((lengths[:, 1].double() / lengths[:, 0].double()).mean())
     return define_diagonal_buckets(max_lengths[0], max_lengths[1], config.width, ratio)
+
+
+def eval_scheme(scheme: BucketScheme, lengths: torch.Tensor, token_budget: int) -> BucketScheme:
+    """The training keys, plus one key covering the split's longest lines if they exceed the
+    training default key: held-out lines are never skipped or truncated."""
+    data_max = tuple(int(v) for v in lengths.max(dim=0).values)
+    largest = key_lengths(scheme.default_bucket_key)
+    buckets: list[LengthKey] = list(scheme.buckets)
+    sizes = define_batch_sizes(buckets, token_budget)
+    if any(d > k for d, k in zip(data_max, largest, strict=True)):
+        extra = make_length_key([max(d, k) for d, k in zip(data_max, largest, strict=True)])
+        buckets.append(extra)
+        sizes[extra] = max(1, token_budget // tokens_per_row(extra))  # one row may exceed it
+    return BucketScheme(tuple(buckets), sizes)

@@ -1,6 +1,16 @@
-"""Corpus reading, tokenisation, token storage and padded batches."""
+"""Corpora, tokenisers, token storage, and the batches and batch iterators of both tasks."""
 
-from nmtbucket.data.batch import FILLER, Batch, collate
+from nmtbucket.constants import FILLER
+from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
+from nmtbucket.data.iterator import BucketIterator, SampledBatches
 
-__all__ = ["FILLER", "Batch", "SequenceDataset", "TokenSequences", "collate"]
+__all__ = [
+    "FILLER",
+    "Batch",
+    "BucketIterator",
+    "SampledBatches",
+    "SequenceDataset",
+    "TokenSequences",
+    "collate",
+]

@@ -1,4 +1,6 @@
-"""A mini-batch padded to exactly its bucket key's static shape, and how to build one."""
+"""A translation mini-batch, source and target padded to exactly its bucket key's static shape,
+and how to build one from a parallel dataset. (A language model's batch is
+:class:`~nmtbucket.data.lm_batch.LMBatch`.)"""
 
 from __future__ import annotations
 
@@ -7,23 +9,21 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from nmtbucket.bucketing.keys import LengthKey, key_lengths
+from nmtbucket.bucketing.keys import LengthPair, key_lengths
+from nmtbucket.constants import FILLER
 from nmtbucket.data.dataset import SequenceDataset
-
-FILLER = -1
-"""Example id of a row that holds no example (only padding) in a batch."""
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One step's input. ``src`` is (B, S) and ``tgt`` is (B, T) for a ``LengthPair(S, T)`` key;
-    a 1-D key ``S`` has ``src`` only. Positions past a row's length hold ``pad_id``."""
+    """One step's input: ``src`` is (B, S) and ``tgt`` is (B, T) for a ``LengthPair(S, T)`` key.
+    Positions past a row's length hold ``pad_id``."""
 
-    bucket_key: LengthKey
+    bucket_key: LengthPair
     src: torch.Tensor  # (B, S) int64
     src_lengths: torch.Tensor  # (B,) int64, 0 for filler rows
-    tgt: torch.Tensor | None  # (B, T) int64
-    tgt_lengths: torch.Tensor | None  # (B,) int64
+    tgt: torch.Tensor  # (B, T) int64
+    tgt_lengths: torch.Tensor  # (B,) int64
     example_ids: torch.Tensor  # (B,) dataset index of each row, FILLER for rows with no example
     num_real_tokens: int  # sum of all lengths: the tokens that are not padding
 
@@ -38,33 +38,33 @@ class Batch:
 
     @property
     def num_target_tokens(self) -> int:
-        """Target tokens (the ones a training loss counts); 0 without a target stream."""
-        return 0 if self.tgt_lengths is None else int(self.tgt_lengths.sum())
+        """Target tokens (the ones a training loss counts)."""
+        return int(self.tgt_lengths.sum())
 
     @property
     def num_padded_tokens(self) -> int:
         """Tokens the step computes on: B x (S + T)."""
-        return self.src.numel() + (0 if self.tgt is None else self.tgt.numel())
+        return self.src.numel() + self.tgt.numel()
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """The step shape ``(B, S)`` or ``(B, S, T)``."""
+        """The step shape ``(B, S, T)``."""
         return (self.batch_size, *key_lengths(self.bucket_key))
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
 
         return replace(
             self,
-            src=self.src.to(device, non_blocking=non_blocking),
-            src_lengths=self.src_lengths.to(device, non_blocking=non_blocking),
+            src=move(self.src),
+            src_lengths=move(self.src_lengths),
             tgt=move(self.tgt),
             tgt_lengths=move(self.tgt_lengths),
-            example_ids=self.example_ids.to(device, non_blocking=non_blocking),
+            example_ids=move(self.example_ids),
         )
 
-    def pad_to(self, bucket_key: LengthKey, pad_id: int) -> Batch:
+    def pad_to(self, bucket_key: LengthPair, pad_id: int) -> Batch:
         """The same rows padded further, to a larger key (for example the default bucket)."""
         new_lengths = key_lengths(bucket_key)
         old_lengths = key_lengths(self.bucket_key)
@@ -80,21 +80,22 @@ class Batch:
             self,
             bucket_key=bucket_key,
             src=widen(self.src, new_lengths[0]),
-            tgt=None if self.tgt is None else widen(self.tgt, new_lengths[1]),
+            tgt=widen(self.tgt, new_lengths[1]),
         )
 
 
 def collate(
-    dataset: SequenceDataset, example_ids: Sequence[int], bucket_key: LengthKey, pad_id: int
+    dataset: SequenceDataset, example_ids: Sequence[int], bucket_key: LengthPair, pad_id: int
 ) -> Batch:
     """Pad the given examples (``FILLER`` for an empty row) to exactly ``bucket_key``'s shape.
 
     A sequence longer than its key (the ``truncate`` policy) keeps its first tokens.
     """
     limits = key_lengths(bucket_key)
-    if len(limits) != len(dataset.streams):
+    if len(limits) != 2 or len(dataset.streams) != 2:
         raise ValueError(
-            f"key {bucket_key} has {len(limits)} lengths for {len(dataset.streams)} streams"
+            f"a translation batch needs a (src_len, tgt_len) key and a source and a target "
+            f"stream; got key {bucket_key} for {len(dataset.streams)} streams"
         )
     rows = len(example_ids)
     tensors, lengths = [], []
@@ -109,13 +110,12 @@ def collate(
             row_lengths[row] = len(tokens)
         tensors.append(padded)
         lengths.append(row_lengths)
-    two_streams = len(tensors) == 2
     return Batch(
         bucket_key=bucket_key,
         src=tensors[0],
         src_lengths=lengths[0],
-        tgt=tensors[1] if two_streams else None,
-        tgt_lengths=lengths[1] if two_streams else None,
+        tgt=tensors[1],
+        tgt_lengths=lengths[1],
         example_ids=torch.tensor(list(example_ids), dtype=torch.int64),
         num_real_tokens=int(sum(int(x.sum()) for x in lengths)),
     )

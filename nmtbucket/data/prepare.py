@@ -16,14 +16,15 @@ from typing import Any
 
 import torch
 
-from nmtbucket.checkpoint import atomic_write_bytes
 from nmtbucket.config import CHOICES, DataConfig, TokenizerConfig
+from nmtbucket.constants import EOS_ID
 from nmtbucket.data.corpus import CorpusError
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
 from nmtbucket.data.parallel import FilterStats, filter_training_pairs, read_parallel
 from nmtbucket.data.synthetic import write_synthetic_task
-from nmtbucket.data.tokenizer import EOS_ID, SentencePieceTokenizer, train_sentencepiece
+from nmtbucket.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.files import atomic_write_bytes
 from nmtbucket.progress import Progress
 
 ROLES = ("train", "valid", "test")

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import torch
 
-from nmtbucket.bucketing.iterator import BucketBatchSampler, IndexBatch, SampledBatches
 from nmtbucket.bucketing.keys import key_lengths
-from nmtbucket.data.batch import FILLER
+from nmtbucket.bucketing.sampler import BucketBatchSampler, IndexBatch
+from nmtbucket.constants import FILLER
+from nmtbucket.data.iterator import SampledBatches
 from nmtbucket.data.lm_batch import LMBatch, collate_sentences
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from nmtbucket.bucketing.sampler import check_same_layout
 from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.errors import NmtBucketError
 
@@ -102,12 +103,12 @@ class StreamBatches:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume where ``state`` was taken; refuses a state from another stream or layout."""
-        mine = self.state_dict()
-        for field in ("num_tokens", "batch_size", "bptt"):
-            if state[field] != mine[field]:
-                raise NmtBucketError(
-                    f"stream state does not match this data: {field} was {state[field]!r}, "
-                    f"now {mine[field]!r}; resume with the same data, batch size and bptt"
-                )
+        check_same_layout(
+            "stream",
+            state,
+            self.state_dict(),
+            ("num_tokens", "batch_size", "bptt"),
+            "resume with the same data, batch size and bptt",
+        )
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from nmtbucket.checkpoint import atomic_write_bytes
 from nmtbucket.config import CHOICES
+from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmtbucket.data.corpus import CorpusError, read_lines
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.files import atomic_write_bytes
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 MODEL_TYPES = CHOICES["data.tokenizer.model_type"]
 _SPECIAL_IDS = {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID}
 _CACHE_VERSION = 2  # bump when the training settings below change, so old models are not reused

@@ -11,7 +11,7 @@ from torch import nn
 from nmtbucket.bucketing.keys import LengthPair
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import CHOICES, ModelConfig
-from nmtbucket.data.tokenizer import EOS_ID
+from nmtbucket.constants import EOS_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import EncoderState, KeyedSeq2Seq, Seq2Seq, teacher_forcing_input
 from nmtbucket.models.lstm import LSTMSeq2Seq

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from nmtbucket.bucketing.keys import LengthPair
+from nmtbucket.constants import BOS_ID, PAD_ID
 from nmtbucket.data.batch import Batch
-from nmtbucket.data.tokenizer import BOS_ID, PAD_ID
 from nmtbucket.errors import NmtBucketError
 
 StateT = TypeVar("StateT")
@@ -118,11 +118,6 @@ class KeyedSeq2Seq(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Teacher-forced logits (B, T, tgt_vocab) for the batch's targets."""
-        if batch.tgt is None:
-            raise NmtBucketError(
-                "an encoder-decoder needs target sequences, but the batch has none; "
-                "build the dataset with a source and a target stream"
-            )
         if tuple(batch.shape[1:]) != tuple(self.bucket_key):
             raise NmtBucketError(
                 f"a batch of shape {batch.shape} reached the module of key {self.bucket_key}; "

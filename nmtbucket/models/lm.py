@@ -96,7 +96,7 @@ def build_language_model(config: ModelConfig, vocab_size: int) -> LSTMLanguageMo
     reads (each error names the key)."""
     if config.arch != "lstm_lm":
         raise NmtBucketError(f"model.arch must be lstm_lm for a language model, got {config.arch}")
-    for name in ("d_model", "decoder_layers"):
+    for name in ("d_model", "layers"):
         if getattr(config, name) < 1:
             raise NmtBucketError(f"model.{name} must be at least 1, got {getattr(config, name)}")
     if not 0.0 <= config.dropout < 1.0:
@@ -106,7 +106,7 @@ def build_language_model(config: ModelConfig, vocab_size: int) -> LSTMLanguageMo
     return LSTMLanguageModel(
         vocab_size,
         config.d_model,
-        config.decoder_layers,
+        config.layers,
         config.dropout,
         tie_weights=config.tie_output_embeddings,
         init_range=config.init_range,

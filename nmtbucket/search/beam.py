@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nmtbucket.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.search.beam_pieces import (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nmtbucket.data.tokenizer import PAD_ID
+from nmtbucket.constants import PAD_ID
 from nmtbucket.search.limits import trim_outputs
 
 NEG_INF = float("-inf")

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from nmtbucket.data.tokenizer import BOS_ID, EOS_ID
+from nmtbucket.constants import BOS_ID, EOS_ID
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.search.limits import forbid_tokens, trim_outputs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from nmtbucket.data.tokenizer import BOS_ID, PAD_ID
+from nmtbucket.constants import BOS_ID, PAD_ID
 from nmtbucket.errors import NmtBucketError
 
 NEVER_OUTPUT = (PAD_ID, BOS_ID)

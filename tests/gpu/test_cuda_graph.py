@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
-from nmtbucket.bucketing.executor import EagerExecutor
-from nmtbucket.bucketing.memory import measure_capture_memory
-from nmtbucket.checkpoint import load_checkpoint
-from nmtbucket.evaluator import teacher_forced_nll
-from nmtbucket.lm_evaluator import PerplexityEvaluator
+from nmtbucket.executors.cuda_graph import CudaGraphFactory
+from nmtbucket.executors.eager import EagerExecutor
+from nmtbucket.executors.graph_memory import measure_capture_memory
+from nmtbucket.lm.evaluator import PerplexityEvaluator
+from nmtbucket.training.checkpoint import load_checkpoint
+from nmtbucket.translation.evaluator import teacher_forced_nll
 from tests.executor_cases import CASES, build_case, memory_case, parameters, start_training, train
 from tests.integration.train_cli import read_results, run_cli, tiny_overrides, write_tiny_corpus
 

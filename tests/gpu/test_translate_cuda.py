@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nmtbucket.config import SearchConfig
-from nmtbucket.translator import Translator
+from nmtbucket.translation.translator import Translator
 
 pytestmark = [
     pytest.mark.gpu,

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-import nmtbucket.lm_pipeline
-import nmtbucket.pipeline
-from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
-from nmtbucket.checkpoint import load_checkpoint
+import nmtbucket.training.pipeline
+from nmtbucket.executors.cuda_graph import CudaGraphFactory
+from nmtbucket.training.checkpoint import load_checkpoint
 from tests.executor_cases import RecordedOps
 from tests.integration.test_lm_train_cli import lm_overrides, write_tiny_text
 from tests.integration.train_cli import run_cli, tiny_overrides, write_tiny_corpus
@@ -29,8 +28,7 @@ def _use_graphs(monkeypatch: pytest.MonkeyPatch) -> list[CudaGraphFactory]:
         made.append(factory)
         return factory
 
-    for module in (nmtbucket.pipeline, nmtbucket.lm_pipeline):
-        monkeypatch.setattr(module, "build_executor_factory", build)
+    monkeypatch.setattr(nmtbucket.training.pipeline, "build_executor_factory", build)
     return made
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from nmtbucket.checkpoint import load_checkpoint
-from nmtbucket.metrics import read_metrics
+from nmtbucket.training.checkpoint import load_checkpoint
+from nmtbucket.training.metrics import read_metrics
 from tests.integration.train_cli import read_results, run_cli
 
 SUBJECTS = ("the cat", "a dog", "the big bird", "my friend")
@@ -49,7 +49,7 @@ def lm_overrides(tmp_path: Path, experiment: str, run: str, **extra: Any) -> lis
         "data.lm.bptt": 6,
         "data.lm.eval_batch_size": 2,
         "model.d_model": 24,
-        "model.decoder_layers": 1,
+        "model.layers": 1,
         "bucketing.token_budget": 60,
         "bucketing.max_keys": 3,
         "trainer.device": "cpu",

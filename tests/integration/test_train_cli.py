@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import nmtbucket.train_step
-from nmtbucket.checkpoint import load_checkpoint
-from nmtbucket.loss import LossTerms
-from nmtbucket.metrics import read_metrics
+import nmtbucket.translation.step
+from nmtbucket.training.checkpoint import load_checkpoint
+from nmtbucket.training.loss import LossTerms
+from nmtbucket.training.metrics import read_metrics
 from tests.integration.train_cli import read_results, run_cli, tiny_overrides, write_tiny_corpus
 
 
@@ -84,7 +84,7 @@ def test_resume_gives_the_same_parameters_as_one_run(
 
 
 def _loss_with_nan_at(batches: set[int]) -> object:
-    real = nmtbucket.train_step.label_smoothed_cross_entropy
+    real = nmtbucket.translation.step.label_smoothed_cross_entropy
     calls = {"n": 0}
 
     def loss(*args: object, **kwargs: object) -> LossTerms:
@@ -101,7 +101,7 @@ def test_a_nan_loss_skips_its_update_and_is_counted(
     tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        nmtbucket.train_step, "label_smoothed_cross_entropy", _loss_with_nan_at({2})
+        nmtbucket.translation.step, "label_smoothed_cross_entropy", _loss_with_nan_at({2})
     )
     assert run_cli(monkeypatch, tiny_overrides(tmp_path)) == 0
     results = read_results(tmp_path / "run")
@@ -116,7 +116,7 @@ def test_nan_losses_in_a_row_stop_the_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(
-        nmtbucket.train_step, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
+        nmtbucket.translation.step, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
     )
     overrides = tiny_overrides(
         tmp_path, **{"trainer.max_bad_updates": 3, "trainer.max_updates": 10}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import nmtbucket.translate
-from nmtbucket.translator import Translator
+import nmtbucket.cli.translate
+from nmtbucket.translation.translator import Translator
 
 INPUT = "the cat sees a dog\n\nred\nGrüße 🐈\n" + " ".join(["big dog"] * 150) + "\nrunning"
 
@@ -21,7 +21,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, *overrides: str, stdin: bytes = b"") -
     monkeypatch.setattr(sys, "argv", ["nmtbucket-translate", *overrides])
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
     try:
-        nmtbucket.translate.main()
+        nmtbucket.cli.translate.main()
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return 0

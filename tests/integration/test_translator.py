@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from nmtbucket.config import SearchConfig
-from nmtbucket.data.tokenizer import EOS_ID
+from nmtbucket.constants import EOS_ID
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.run_folder import RunFolder
-from nmtbucket.translator import Translator
+from nmtbucket.translation.run_folder import RunFolder
+from nmtbucket.translation.translator import Translator
 
 LINES = [
     "the cat sees a dog",
@@ -79,7 +79,7 @@ def test_an_over_long_line_is_truncated_with_a_warning(
 ) -> None:
     translator = _translator(tiny_run)
     long_line = " ".join(["green dog"] * 200)
-    with caplog.at_level(logging.WARNING, logger="nmtbucket.translator"):
+    with caplog.at_level(logging.WARNING, logger="nmtbucket.translation.translator"):
         outputs = translator.translate(["red", long_line])
     assert len(outputs) == 2 and translator.truncated_lines == 1
     assert "line 2 has" in caplog.text and "truncated" in caplog.text

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import nmtbucket.train
+import nmtbucket.cli.train
 
 WORDS = ("the", "a", "cat", "dog", "sees", "eats", "runs", "big", "small", "red", "green")
 
@@ -73,7 +73,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, overrides: list[str]) -> int:
     """Run the console script's entry point with ``overrides``; its exit status."""
     monkeypatch.setattr(sys, "argv", ["nmtbucket-train", *overrides])
     try:
-        nmtbucket.train.main()
+        nmtbucket.cli.train.main()
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return 0

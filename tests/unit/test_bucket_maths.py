@@ -21,7 +21,7 @@ from nmtbucket import (
     define_explicit_buckets,
     define_grid_buckets,
 )
-from nmtbucket.bucketing.batching import define_boundaries, sort_buckets
+from nmtbucket.bucketing.buckets import define_boundaries, sort_buckets
 from nmtbucket.bucketing.keys import key_lengths, tokens_per_row
 
 P = LengthPair

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmtbucket.checkpoint import (
+from nmtbucket.files import atomic_write_text
+from nmtbucket.training.checkpoint import (
     CheckpointError,
     CheckpointKeeper,
-    atomic_write_text,
     load_checkpoint,
     save_checkpoint,
 )
@@ -56,7 +56,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     def explode(file: object) -> None:
         raise RuntimeError("disk full")
 
-    from nmtbucket.checkpoint import atomic_write_bytes
+    from nmtbucket.files import atomic_write_bytes
 
     with pytest.raises(RuntimeError, match="disk full"):
         atomic_write_bytes(path, explode)

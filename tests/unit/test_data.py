@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nmtbucket import LengthPair, SequenceDataset, TokenSequences, collate
-from nmtbucket.data.batch import FILLER
+from nmtbucket.constants import FILLER
 from nmtbucket.data.corpus import CorpusError, read_lines
 
 
@@ -61,7 +61,8 @@ def test_collate_pads_truncates_and_fills() -> None:
 
 
 def test_sentencepiece_is_trained_once_and_cached(tmp_path) -> None:
-    from nmtbucket.data.tokenizer import EOS_ID, PAD_ID, train_sentencepiece
+    from nmtbucket.constants import EOS_ID, PAD_ID
+    from nmtbucket.data.tokenizer import train_sentencepiece
 
     corpus = tmp_path / "train.txt"
     corpus.write_text("".join(f"the cat sat on mat number {i}\n" for i in range(200)))

@@ -8,16 +8,16 @@ import torch
 
 from nmtbucket.bucketing.keys import LengthPair
 from nmtbucket.config import SearchConfig
-from nmtbucket.data.tokenizer import PAD_ID
-from nmtbucket.decoding import (
+from nmtbucket.constants import PAD_ID
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.search import Hypothesis
+from nmtbucket.search.decoding import (
     decode_in_buckets,
     define_source_buckets,
     pad_sources,
     plan_batches,
     rows_per_batch,
 )
-from nmtbucket.errors import NmtBucketError
-from nmtbucket.search import Hypothesis
 
 
 def test_source_buckets_are_the_distinct_source_lengths() -> None:

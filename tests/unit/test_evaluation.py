@@ -8,7 +8,8 @@ import pytest
 import sacrebleu
 
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.evaluation import perplexity, translation_scores
+from nmtbucket.training.evaluation import perplexity
+from nmtbucket.translation.scores import translation_scores
 
 HYPS = ["the cat sat on the mat", "a dog runs in the park", "hello world"]
 REFS = ["the cat sat on a mat", "the dog runs in the park", "hello , world"]

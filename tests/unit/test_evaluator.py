@@ -10,8 +10,8 @@ from nmtbucket.bucketing.keys import LengthPair
 from nmtbucket.bucketing.scheme import BucketScheme, build_bucket_scheme
 from nmtbucket.config import BucketingConfig, DataConfig, SearchConfig, TokenizerConfig
 from nmtbucket.data.prepare import prepare_data
-from nmtbucket.evaluator import Evaluator, eval_scheme
 from nmtbucket.search import Hypothesis
+from nmtbucket.translation.evaluator import Evaluator, eval_scheme
 from tests.integration.train_cli import write_tiny_corpus
 
 

@@ -10,15 +10,15 @@ import warnings
 import pytest
 import torch
 
-from nmtbucket.bucketing.compiled import CompileFactory
-from nmtbucket.bucketing.cuda_graph import CudaGraphFactory
-from nmtbucket.bucketing.executor import EagerExecutor
-from nmtbucket.bucketing.executor_choice import build_executor_factory, resolve_executor
-from nmtbucket.bucketing.static_batch import StaticBatch, batch_signature
 from nmtbucket.config import TrainerConfig
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.evaluator import teacher_forced_nll
-from nmtbucket.lm_evaluator import PerplexityEvaluator
+from nmtbucket.executors.compiled import CompileFactory
+from nmtbucket.executors.cuda_graph import CudaGraphFactory
+from nmtbucket.executors.eager import EagerExecutor
+from nmtbucket.executors.selection import build_executor_factory, resolve_executor
+from nmtbucket.executors.static_batch import StaticBatch, batch_signature
+from nmtbucket.lm.evaluator import PerplexityEvaluator
+from nmtbucket.translation.evaluator import teacher_forced_nll
 from tests.executor_cases import (
     CASES,
     RecordedOps,

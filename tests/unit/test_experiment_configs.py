@@ -10,9 +10,9 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
+from nmtbucket.cli.train import to_train_config
 from nmtbucket.config import TrainConfig, check_choices
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.train import to_train_config
 
 EXPERIMENTS = sorted(
     p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "experiment").glob("*.yaml")
@@ -77,7 +77,7 @@ def test_unknown_choice_fails_before_any_work() -> None:
 
 
 def test_the_modules_accept_exactly_the_listed_choices() -> None:
-    from nmtbucket.bucketing.batching import OVERLONG_POLICIES
+    from nmtbucket.bucketing.buckets import OVERLONG_POLICIES
     from nmtbucket.config import CHOICES, EARLY_STOPPING_METRICS, LANGUAGE_MODEL_ARCHS
     from nmtbucket.models import ARCHS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmtbucket.bucketing.iterator import BucketBatchSampler
+from nmtbucket.bucketing.sampler import BucketBatchSampler
 from nmtbucket.data.corpus import CorpusError
 from nmtbucket.data.lm_batch import collate_sentences
 from nmtbucket.data.sentence_batches import SentenceBatches, sentence_lengths

@@ -8,8 +8,8 @@ import torch
 
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.data.lm_batch import LMBatch
-from nmtbucket.loss import masked_cross_entropy
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
+from nmtbucket.training.loss import masked_cross_entropy
 
 
 def test_chunks_with_carried_state_equal_one_pass() -> None:

@@ -9,19 +9,19 @@ import math
 import pytest
 import torch
 
-from nmtbucket.bucketing.iterator import BucketBatchSampler
 from nmtbucket.bucketing.module import BucketingModule
+from nmtbucket.bucketing.sampler import BucketBatchSampler
 from nmtbucket.config import TrainerConfig
 from nmtbucket.data.lm_batch import collate_sentences
 from nmtbucket.data.sentence_batches import SentenceBatches, sentence_lengths
 from nmtbucket.data.stream import StreamBatches
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.lm_evaluator import PerplexityEvaluator
-from nmtbucket.lm_step import LanguageModelStep
-from nmtbucket.loss import masked_cross_entropy
+from nmtbucket.lm.evaluator import PerplexityEvaluator
+from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
-from nmtbucket.optim import build_optimizer, lr_multiplier
-from nmtbucket.train_step import loss_normalizer
+from nmtbucket.training.loss import masked_cross_entropy
+from nmtbucket.training.optim import build_optimizer, lr_multiplier
+from nmtbucket.training.step import loss_normalizer
 
 VOCAB = 20
 

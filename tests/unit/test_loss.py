@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.loss import label_smoothed_cross_entropy
+from nmtbucket.training.loss import label_smoothed_cross_entropy
 
 PAD = 0
 

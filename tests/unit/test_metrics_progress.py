@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.metrics import MetricsLogger, read_metrics
 from nmtbucket.progress import Progress
+from nmtbucket.training.metrics import MetricsLogger, read_metrics
 
 
 def test_jsonl_rows_append_across_loggers(tmp_path: Path) -> None:

@@ -18,9 +18,8 @@ from nmtbucket import (
     collate,
 )
 from nmtbucket.config import ModelConfig
+from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.data import FILLER
-from nmtbucket.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from nmtbucket.loss import label_smoothed_cross_entropy
 from nmtbucket.models import (
     Seq2Seq,
     build_seq2seq,
@@ -30,6 +29,7 @@ from nmtbucket.models import (
 )
 from nmtbucket.models.base import teacher_forcing_input
 from nmtbucket.search import greedy_search, max_output_lengths
+from nmtbucket.training.loss import label_smoothed_cross_entropy
 
 VOCAB = 13
 ARCHS = ["transformer", "lstm"]

@@ -9,7 +9,7 @@ import torch
 
 from nmtbucket.config import TrainerConfig
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.optim import build_optimizer, build_scheduler, lr_multiplier
+from nmtbucket.training.optim import build_optimizer, build_scheduler, lr_multiplier
 
 
 def test_inverse_sqrt_warms_up_then_decays() -> None:

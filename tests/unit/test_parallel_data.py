@@ -11,10 +11,11 @@ import sentencepiece as spm
 import torch
 
 from nmtbucket.config import DataConfig, TokenizerConfig
+from nmtbucket.constants import EOS_ID
 from nmtbucket.data.corpus import CorpusError
 from nmtbucket.data.parallel import filter_training_pairs, read_parallel
 from nmtbucket.data.prepare import PreparedData, prepare_data
-from nmtbucket.data.tokenizer import EOS_ID, SentencePieceTokenizer, train_sentencepiece
+from nmtbucket.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from nmtbucket.errors import NmtBucketError
 
 # fmt: off

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from nmtbucket.config import ModelConfig
-from nmtbucket.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models import build_seq2seq
 from nmtbucket.models.base import EncoderState, KeyBuffers, Seq2Seq, source_mask

@@ -7,11 +7,12 @@ import torch
 from nmtbucket.bucketing.keys import LengthPair
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import ModelConfig
+from nmtbucket.constants import EOS_ID
 from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
-from nmtbucket.data.tokenizer import EOS_ID
 from nmtbucket.models import build_sym_gen
-from nmtbucket.train_step import Seq2SeqStep, loss_normalizer
+from nmtbucket.training.step import loss_normalizer
+from nmtbucket.translation.step import Seq2SeqStep
 
 
 def _dataset() -> SequenceDataset:

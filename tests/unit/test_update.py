@@ -9,14 +9,15 @@ import torch
 from torch import nn
 
 from nmtbucket.config import TrainerConfig
-from nmtbucket.optim import (
+from nmtbucket.executors.update import ParameterUpdate
+from nmtbucket.training.optim import (
     after_loading,
     build_optimizer,
     build_scheduler,
     implementation_settings,
 )
-from nmtbucket.train_step import DeviceScalar, Seq2SeqStep
-from nmtbucket.update import ParameterUpdate
+from nmtbucket.training.step import DeviceScalar
+from nmtbucket.translation.step import Seq2SeqStep
 
 
 def _model() -> nn.Module:
@@ -88,11 +89,11 @@ def test_warm_up_may_force_a_skip_and_gradients_can_be_put_back() -> None:
         model.parameters(), build_optimizer(model.parameters(), TrainerConfig()), 1.0
     )
     _backward(model)
-    update.pending = True
+    update.record_micro_batch(update_applied=False)
     saved = update.snapshot_gradients()
     kept = [g.clone() for g in update.grads]
-    update.force_skip.fill_(1.0)
-    update.apply()  # zeroes the gradients
+    with update.forcing_skip():
+        update.apply()  # zeroes the gradients
     assert not update.made
     update.restore_gradients(saved)
     for g, k in zip(update.grads, kept, strict=True):

@@ -1,0 +1,2 @@
+"""The command-line programs, the only code that sees Hydra: ``nmtbucket-train`` (:mod:`.train`)
+and ``nmtbucket-translate`` (:mod:`.translate`)."""

@@ -1,0 +1,134 @@
+"""The parameter update after an accumulation window, done entirely with tensor operations on
+the parameters' device (no host synchronisation), so a CUDA-graph executor can capture it with
+the last micro-batch's forward and backward: gradient norm, clipping, a skip when any loss or
+the gradient is NaN or infinite, the optimizer step and the zeroing of the gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+GradientSnapshot = tuple[list[torch.Tensor], torch.Tensor] | None
+
+
+class ParameterUpdate:
+    """Clips and applies the accumulated gradients of ``parameters`` with ``optimizer``.
+
+    The gradients live in tensors allocated here once and never replaced: backward adds into
+    them, :meth:`apply` zeroes them in place. Captured graphs therefore all read and write the
+    same gradient memory, whichever bucket key they belong to.
+
+    An update is skipped, leaving parameters and optimizer state untouched, when a loss noted
+    by :meth:`note_loss` since the last update, or the gradient norm, is not finite. The
+    optimizer must be a fused one (``fused=True``): it takes the skip as its ``found_inf``
+    tensor, as under mixed-precision loss scaling, so the decision never leaves the device.
+    After :meth:`apply`, :attr:`grad_norm` (before clipping) and :attr:`skipped` (1.0 or 0.0)
+    hold the outcome; reading them is the caller's one host synchronisation per update.
+    """
+
+    def __init__(
+        self,
+        parameters: Iterable[nn.Parameter],
+        optimizer: torch.optim.Optimizer,
+        clip_norm: float,
+    ) -> None:
+        self.parameters = [p for p in parameters if p.requires_grad]
+        if not self.parameters:
+            raise ValueError("ParameterUpdate needs at least one trainable parameter")
+        if not all(group.get("fused") for group in optimizer.param_groups):
+            raise ValueError(
+                f"ParameterUpdate needs a fused optimizer (fused=True), got "
+                f"{type(optimizer).__name__} without it"
+            )
+        self.optimizer = optimizer
+        self.clip_norm = clip_norm
+        device = self.parameters[0].device
+        self.grads: list[torch.Tensor] = []
+        for parameter in self.parameters:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            self.grads.append(parameter.grad)
+        self.nonfinite_loss = torch.zeros((), device=device)  # 1.0 once a loss was not finite
+        self.grad_norm = torch.zeros((), device=device)
+        self.skipped = torch.zeros((), device=device)
+        # Fused optimizers read ``found_inf`` (the attribute GradScaler sets) at each step and
+        # skip when it is non-zero; it is this tensor, written by every apply().
+        optimizer.found_inf = self.skipped  # type: ignore[attr-defined]
+        # 1.0 inside forcing_skip(), while a graph executor warms up and captures: the step
+        # runs, nothing changes. A tensor, not a flag: a captured update reads it at every replay.
+        self.force_skip = torch.zeros((), device=device)
+        self._pending = False  # host side: a window's gradients wait for their update
+
+    def note_loss(self, loss: torch.Tensor) -> None:
+        """Remember whether ``loss`` (0-d) is NaN or infinite, for the next :meth:`apply`."""
+        bad = (~torch.isfinite(loss.detach().float())).float()
+        torch.maximum(self.nonfinite_loss, bad, out=self.nonfinite_loss)
+
+    def apply(self) -> None:
+        """Clip, step (or skip) and zero the gradients; see :attr:`grad_norm`, :attr:`skipped`."""
+        self._check_gradients_kept()
+        norm = torch.nn.utils.get_total_norm(self.grads)  # 0-d, float32
+        if self.clip_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(self.parameters, self.clip_norm, norm)
+        bad_norm = (~torch.isfinite(norm)).float()
+        skip = torch.maximum(torch.maximum(self.nonfinite_loss, bad_norm), self.force_skip)
+        self.grad_norm.copy_(norm)
+        self.skipped.copy_(skip)
+        self.optimizer.step()
+        torch._foreach_zero_(self.grads)
+        self.nonfinite_loss.zero_()
+
+    @property
+    def pending(self) -> bool:
+        """Whether gradients of an accumulation window wait for their update (host side)."""
+        return self._pending
+
+    def record_micro_batch(self, update_applied: bool) -> None:
+        """After a micro-batch's step ran (outside any graph): its gradients wait for an update
+        unless ``update_applied``."""
+        self._pending = not update_applied
+
+    @contextmanager
+    def forcing_skip(self) -> Iterator[None]:
+        """Within: every :meth:`apply` skips (graph warm-up and capture run the real update,
+        which must change nothing)."""
+        self.force_skip.fill_(1.0)
+        try:
+            yield
+        finally:
+            self.force_skip.fill_(0.0)
+
+    def snapshot_gradients(self) -> GradientSnapshot:
+        """What :meth:`restore_gradients` puts back: copies of the gradients and the noted
+        non-finite loss while a window is :attr:`pending`; nothing to copy otherwise (zeros)."""
+        if not self.pending:
+            return None
+        return [g.clone() for g in self.grads], self.nonfinite_loss.clone()
+
+    def restore_gradients(self, snapshot: GradientSnapshot) -> None:
+        """Put the gradients back as :meth:`snapshot_gradients` found them (in place)."""
+        self.grad_norm.zero_()  # what warm-up left here is no update's outcome
+        self.skipped.zero_()
+        if snapshot is None:
+            torch._foreach_zero_(self.grads)
+            self.nonfinite_loss.zero_()
+            return
+        grads, nonfinite_loss = snapshot
+        torch._foreach_copy_(self.grads, grads)
+        self.nonfinite_loss.copy_(nonfinite_loss)
+
+    @property
+    def made(self) -> bool:
+        """Whether the last :meth:`apply` changed the parameters (a host synchronisation)."""
+        return not bool(self.skipped)
+
+    def _check_gradients_kept(self) -> None:
+        for parameter, grad in zip(self.parameters, self.grads, strict=True):
+            if parameter.grad is not grad:
+                raise RuntimeError(
+                    "a parameter's .grad was replaced (zero_grad(set_to_none=True)?); "
+                    "ParameterUpdate owns the gradient tensors and zeroes them itself"
+                )

@@ -1,0 +1,2 @@
+"""Language modelling: its training task, its step (carried recurrent state) and its perplexity
+evaluator."""

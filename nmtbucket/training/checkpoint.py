@@ -1,0 +1,191 @@
+"""Checkpoints: written atomically (temp file, fsync, rename), loaded without running pickled code
+(``torch.load(weights_only=True)``), and kept as "the last one plus the best K"."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.files import atomic_write_bytes
+
+LAST = "last.pt"
+WEIGHTS_FORMAT = "nmtbucket-weights/1"
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(NmtBucketError):
+    """A checkpoint that is missing, truncated or not an nmtbucket checkpoint."""
+
+
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically."""
+    atomic_write_bytes(path, lambda file: torch.save(dict(state), file))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, refusing anything that would need
+    pickled code to load."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {err}; it is truncated or was not written by "
+            "nmtbucket (only plain tensors and containers are accepted)"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def average_weights(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the ``model`` weights in the checkpoints at ``paths`` (weight
+    files or training states), summed in float64 and returned in each tensor's own dtype.
+
+    Every checkpoint must hold the same tensor names and shapes; averaging the last or best few
+    checkpoints of one run usually gives a small, free improvement (Vaswani et al., 2017)."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    first_path = Path(paths[0])
+    first = _model_weights(first_path)
+    sums = {name: tensor.double() for name, tensor in first.items()}
+    for path in paths[1:]:
+        weights = _model_weights(Path(path))
+        if weights.keys() != first.keys():
+            different = sorted(weights.keys() ^ first.keys())[:5]
+            raise CheckpointError(
+                f"cannot average {path} with {first_path}: their tensor names differ "
+                f"(for example {different}); average checkpoints of one run only"
+            )
+        for name, tensor in weights.items():
+            if tensor.shape != first[name].shape:
+                raise CheckpointError(
+                    f"cannot average {path} with {first_path}: {name} has shape "
+                    f"{tuple(tensor.shape)} against {tuple(first[name].shape)}"
+                )
+            sums[name] += tensor.double()
+    return {name: (sums[name] / len(paths)).to(first[name].dtype) for name in first}
+
+
+def _model_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The ``model`` entry of a weights file or training state."""
+    state = load_checkpoint(path)
+    weights = state.get("model")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {path} holds no model weights (no 'model' entry)")
+    return weights
+
+
+@dataclass(frozen=True)
+class BestEntry:
+    """One kept best checkpoint: its file name, the update it was taken at and its score."""
+
+    name: str
+    update: int
+    score: float
+
+
+def snapshot_name(update: int) -> str:
+    """File name of the weight snapshot taken after ``update`` updates."""
+    return f"update-{update:08d}.pt"
+
+
+class CheckpointKeeper:
+    """Keeps, in ``directory``, ``last.pt`` (the whole training state), the ``keep_best`` best
+    checkpoints by validation score and the ``keep_last`` most recent weight snapshots (both
+    weights only, the inputs of checkpoint averaging).
+
+    ``higher_is_better`` says which way the validation score points (BLEU up, loss down). The
+    kept lists are part of the training state, so a resumed run keeps pruning them. To stay
+    consistent through a crash, save ``last.pt`` (which names the kept files) between
+    :meth:`consider` or :meth:`snapshot` and :meth:`prune`.
+    """
+
+    def __init__(
+        self, directory: str | Path, keep_best: int, higher_is_better: bool, keep_last: int = 0
+    ) -> None:
+        if keep_best < 0 or keep_last < 0:
+            raise NmtBucketError(
+                f"trainer.keep_best and trainer.keep_last must be >= 0, got {keep_best} and "
+                f"{keep_last}"
+            )
+        self.directory = Path(directory)
+        self.keep_best = keep_best
+        self.keep_last = keep_last
+        self.higher_is_better = higher_is_better
+        self.best: list[BestEntry] = []
+        self.recent: list[int] = []  # updates of the kept snapshots, oldest first
+
+    @property
+    def last_path(self) -> Path:
+        return self.directory / LAST
+
+    @property
+    def best_path(self) -> Path | None:
+        """The best checkpoint so far, or None before the first validation."""
+        return self.directory / self.best[0].name if self.best else None
+
+    def save_last(self, state: Mapping[str, Any]) -> None:
+        save_checkpoint(self.last_path, state)
+
+    def consider(
+        self, model_state: Mapping[str, torch.Tensor], update: int, score: float
+    ) -> list[str]:
+        """Save the weights as a best checkpoint if they rank among the best K. Returns the file
+        names that fell out of the best K, for :meth:`prune` once ``last.pt`` is saved."""
+        entry = BestEntry(f"best-{update:08d}.pt", update, score)
+        ranked = sorted([e for e in self.best if e.update != update] + [entry], key=self._rank)
+        kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
+        if entry in kept:
+            _save_weights(self.directory / entry.name, model_state, update, score=score)
+        self.best = kept
+        return [e.name for e in dropped]
+
+    def snapshot(self, model_state: Mapping[str, torch.Tensor], update: int) -> list[str]:
+        """Save the weights as the newest of the ``keep_last`` snapshots (nothing when it is
+        0). Returns the file names of snapshots that are no longer kept, for :meth:`prune`."""
+        if self.keep_last == 0:
+            return []
+        _save_weights(self.directory / snapshot_name(update), model_state, update)
+        updates = sorted({*self.recent, update})
+        self.recent = updates[-self.keep_last :]
+        return [snapshot_name(u) for u in updates[: -self.keep_last]]
+
+    def prune(self, dropped: list[str]) -> None:
+        """Delete the named files (checkpoints that are no longer kept)."""
+        for name in dropped:
+            (self.directory / name).unlink(missing_ok=True)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": [[e.name, e.update, e.score] for e in self.best], "recent": self.recent}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the kept lists; entries whose file is gone are dropped with a warning."""
+        entries = [BestEntry(str(n), int(u), float(s)) for n, u, s in state["best"]]
+        self.best = [e for e in entries if (self.directory / e.name).is_file()]
+        recent = [int(u) for u in state.get("recent", [])]  # absent before snapshots existed
+        self.recent = [u for u in recent if (self.directory / snapshot_name(u)).is_file()]
+        missing = {e.name for e in entries} - {e.name for e in self.best}
+        missing |= {snapshot_name(u) for u in recent if u not in self.recent}
+        for name in sorted(missing):
+            log.warning("checkpoint %s is missing; forgetting it", self.directory / name)
+
+    def _rank(self, entry: BestEntry) -> tuple[float, int]:
+        # Better score first; among equal scores the earlier update wins.
+        return (-entry.score if self.higher_is_better else entry.score, entry.update)
+
+
+def _save_weights(
+    path: Path, model_state: Mapping[str, torch.Tensor], update: int, **extra: float
+) -> None:
+    save_checkpoint(
+        path, {"format": WEIGHTS_FORMAT, "model": dict(model_state), "update": update, **extra}
+    )

@@ -1,0 +1,109 @@
+"""The one evaluation loop: a model scored on a held-out split's fixed, bucketed batches, with the
+task's evaluation function giving each batch's summed negative log-likelihood; what an
+evaluation measured (:class:`SplitScores`); and perplexity from it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from nmtbucket.bucketing.module import BucketingModule
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.progress import Progress
+
+BatchNll = Callable[[BucketingModule, Any], tuple[torch.Tensor, torch.Tensor]]
+"""A task's scoring of one batch already on the device: the summed negative log-likelihood of
+its targets and their count (0-d tensors), usually ``model.eval_step(batch, eval_fn)``."""
+
+
+@dataclass
+class SplitScores:
+    """What one evaluation of a split measured; BLEU and chrF only where a task computes them."""
+
+    split: str
+    loss: float  # mean negative log-likelihood per target token (no label smoothing)
+    perplexity: float
+    num_tokens: int
+    bleu: float | None = None
+    chrf: float | None = None
+    bleu_signature: str | None = None
+    chrf_signature: str | None = None
+    hypotheses: list[str] = field(default_factory=list, repr=False)
+
+    def metric(self, name: str) -> float:
+        """The value of ``name`` (bleu, chrf, loss or perplexity) for early stopping."""
+        value = getattr(self, name)
+        if value is None:
+            raise NmtBucketError(
+                f"metric {name!r} was not computed; set trainer.validate_bleu=true or stop "
+                "early on loss or perplexity"
+            )
+        return float(value)
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """The numbers, for the metrics file."""
+        return {
+            "loss": self.loss,
+            "perplexity": self.perplexity,
+            "num_tokens": self.num_tokens,
+            "bleu": self.bleu,
+            "chrf": self.chrf,
+        }
+
+    def describe(self) -> str:
+        """One line for the log: loss, perplexity and, where measured, BLEU and chrF."""
+        text = f"loss {self.loss:.4f}, perplexity {self.perplexity:.2f}"
+        if self.bleu is not None:
+            text += f", BLEU {self.bleu:.2f}, chrF {self.chrf:.2f}"
+        return text
+
+
+class SplitEvaluator(Protocol):
+    """Scores a model on one held-out split: what the trainer validates with."""
+
+    def evaluate(self, model: BucketingModule) -> SplitScores: ...
+
+
+def perplexity(nll_sum: float, num_tokens: int) -> float:
+    """``exp(nll_sum / num_tokens)`` from a natural-log sum; ``inf`` when that overflows."""
+    if num_tokens <= 0:
+        raise ValueError(f"perplexity needs at least one token, got {num_tokens}")
+    try:
+        return math.exp(nll_sum / num_tokens)
+    except OverflowError:
+        return math.inf
+
+
+@torch.inference_mode()
+def score_batches(
+    model: BucketingModule,
+    split: str,
+    batches: Iterable[Any],
+    batch_nll: BatchNll,
+    device: torch.device,
+    progress: Progress,
+) -> SplitScores:
+    """Loss and perplexity of ``model`` in eval mode over every batch of ``batches`` (each
+    moved to ``device``, scored by ``batch_nll``); ``progress`` advances by one per batch. The
+    model's training mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    nll_sum, num_tokens = 0.0, 0
+    try:
+        for batch in batches:
+            batch_nll_sum, batch_tokens = batch_nll(model, batch.to(device))
+            nll_sum += float(batch_nll_sum)
+            num_tokens += int(batch_tokens)
+            progress.update(1)
+    finally:
+        model.train(was_training)
+    return SplitScores(
+        split=split,
+        loss=nll_sum / max(num_tokens, 1),
+        perplexity=perplexity(nll_sum, num_tokens),
+        num_tokens=num_tokens,
+    )

@@ -1,0 +1,104 @@
+"""Metric records of a run: one row per log or validation event, appended to ``metrics.jsonl``
+(or ``metrics.csv``) in the run directory, and to TensorBoard when it is installed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from nmtbucket.config import CHOICES
+from nmtbucket.errors import NmtBucketError
+
+FORMATS = CHOICES["trainer.metrics_format"]
+
+
+class MetricsLogger:
+    """Appends metric rows; a resumed run appends to the same file.
+
+    Every row has ``kind`` (``train``, ``valid`` or ``test``) and ``update``; the other fields
+    are numbers or strings. CSV columns are fixed by the first row of each kind, so each kind
+    goes to its own file (``metrics-train.csv``, ``metrics-valid.csv``, ...).
+    """
+
+    def __init__(self, run_dir: str | Path, fmt: str = "jsonl", tensorboard: bool = True) -> None:
+        if fmt not in FORMATS:
+            raise NmtBucketError(f"trainer.metrics_format must be one of {FORMATS}, got {fmt!r}")
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.format = fmt
+        self._writer = _tensorboard_writer(self.run_dir / "tensorboard") if tensorboard else None
+
+    def log(self, kind: str, update: int, **values: Any) -> None:
+        row = {"kind": kind, "update": update, **{k: _plain(v) for k, v in values.items()}}
+        if self.format == "jsonl":
+            with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as file:
+                file.write(json.dumps(row) + "\n")
+        else:
+            self._append_csv(self.run_dir / f"metrics-{kind}.csv", row)
+        if self._writer is not None:
+            for name, value in values.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self._writer.add_scalar(f"{kind}/{name}", value, update)
+            self._writer.flush()
+
+    def forget_after(self, update: int) -> None:
+        """Drop rows logged after ``update``: a resumed run logs those updates again."""
+        paths = [self.run_dir / "metrics.jsonl", *self.run_dir.glob("metrics-*.csv")]
+        for path in paths:
+            if not path.is_file():
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if path.suffix == ".jsonl":
+                kept = [line for line in lines if json.loads(line)["update"] <= update]
+            else:
+                rows = list(csv.reader(lines))
+                column = rows[0].index("update") if rows else 0
+                kept = lines[:1] + [
+                    line
+                    for line, row in zip(lines[1:], rows[1:], strict=True)
+                    if int(row[column]) <= update
+                ]
+            path.write_text("".join(kept), encoding="utf-8")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    @staticmethod
+    def _append_csv(path: Path, row: dict[str, Any]) -> None:
+        exists = path.is_file() and path.stat().st_size > 0
+        with path.open("a", encoding="utf-8", newline="") as file:
+            if exists:
+                with path.open(encoding="utf-8") as existing:
+                    columns = next(csv.reader(existing))
+            else:
+                columns = list(row)
+            writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+            if not exists:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every row of a run's ``metrics.jsonl``, in order."""
+    path = Path(run_dir) / "metrics.jsonl"
+    with path.open(encoding="utf-8") as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def _plain(value: Any) -> Any:
+    """JSON has no NaN or infinity: write those as strings so every line stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _tensorboard_writer(directory: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(directory))

@@ -1,0 +1,188 @@
+"""The training pipeline both tasks share: from a typed :class:`TrainConfig` to a trained,
+scored model and its ``results.json``. A task supplies only what differs (its data, batches,
+``sym_gen``, step and evaluators, its own run files and scored splits); the run directory, the
+model and its executors, the optimizer, the Trainer, the results and the summary are here."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from nmtbucket.bucketing.keys import LengthKey
+from nmtbucket.bucketing.module import BucketingModule, SymGen
+from nmtbucket.config import TrainConfig
+from nmtbucket.device import resolve_device
+from nmtbucket.executors.selection import build_executor_factory, resolve_executor
+from nmtbucket.files import atomic_write_json
+from nmtbucket.models import count_parameters
+from nmtbucket.training.counters import TrainProgress
+from nmtbucket.training.evaluation import SplitEvaluator, SplitScores
+from nmtbucket.training.optim import build_optimization
+from nmtbucket.training.run_directory import open_run_dir, write_run_files
+from nmtbucket.training.step import TrainStep
+from nmtbucket.training.trainer import TrainBatches, Trainer, upcoming_epoch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskSetup:
+    """What a task hands the Trainer once its data is ready."""
+
+    train_batches: TrainBatches
+    sym_gen: SymGen
+    batch_sizes: Mapping[LengthKey, int]  # training key -> rows per batch, in bucket order
+    default_bucket_key: LengthKey  # the largest key, built first
+    step: TrainStep
+    valid_evaluator: SplitEvaluator
+
+
+class PreparedTask(Protocol):
+    """One kind of training run (translation, language modelling) with its data read and its
+    buckets defined: what the pipeline trains (:attr:`setup`), then scores."""
+
+    setup: TaskSetup
+
+    def write_run_files(self, run_dir: Path) -> None:
+        """The task's own files beside the checkpoints (tokenizer models, a vocabulary)."""
+        ...
+
+    def score(self, model: BucketingModule) -> dict[str, SplitScores]:
+        """The held-out splits scored after training, by role (``test``, ``valid``)."""
+        ...
+
+    def results(self) -> dict[str, Any]:
+        """The task's own entries of ``results.json`` (what its data preparation skipped)."""
+        ...
+
+
+PrepareTask = Callable[[TrainConfig, torch.device], PreparedTask]
+"""Reads a task's data, defines its buckets and batches, builds its ``sym_gen`` (the random
+generators are seeded before)."""
+
+
+def run_pipeline(config: TrainConfig, prepare_task: PrepareTask) -> dict[str, Any]:
+    """Train and score as ``config`` says (checked by ``check_choices``); returns what
+    ``results.json`` holds."""
+    started = time.monotonic()
+    run_dir = open_run_dir(config)
+    device = resolve_device(config.trainer.device)
+    random.seed(config.trainer.seed)
+    torch.manual_seed(config.trainer.seed)
+
+    task = prepare_task(config, device)
+    setup = task.setup
+    model = _build_model(config, setup, device)
+    write_run_files(run_dir, config, setup.batch_sizes)
+    task.write_run_files(run_dir)
+    batches = setup.train_batches
+    optimization = build_optimization(
+        model.parameters(),
+        config.trainer,
+        model.executor_factory.captures_update,
+        lambda: upcoming_epoch(batches),
+    )
+    trainer = Trainer(
+        model, batches, setup.valid_evaluator, setup.step, optimization, config.trainer,
+        run_dir, device,
+    )  # fmt: skip
+    if config.resume:
+        trainer.resume_if_possible()
+    progress = trainer.fit()
+    log.info("training stopped: %s", progress.stop_reason)
+
+    weights = trainer.load_best_weights()
+    scores = task.score(model)
+    results = {
+        **_run_results(config, progress, batches, weights, time.monotonic() - started),
+        "device": str(device),
+        "parameters": count_parameters(model),
+        **{key: value for role, split in scores.items() for key, value in _scores(role, split)},
+        **task.results(),
+    }
+    atomic_write_json(run_dir / "results.json", results)
+    _print_summary(results, scores, run_dir)
+    return results
+
+
+def _build_model(config: TrainConfig, setup: TaskSetup, device: torch.device) -> BucketingModule:
+    executors = build_executor_factory(config.trainer, device, len(setup.batch_sizes))
+    model = BucketingModule(setup.sym_gen, setup.default_bucket_key, executors).to(device)
+    log.info(
+        "model: %s with %s parameters; %d bucket keys, default %s; executor %s",
+        config.model.arch,
+        f"{count_parameters(model):,}",
+        len(setup.batch_sizes),
+        setup.default_bucket_key,
+        resolve_executor(config.trainer.executor, device),
+    )
+    return model
+
+
+def _run_results(
+    config: TrainConfig,
+    progress: TrainProgress,
+    batches: TrainBatches,
+    weights: str,
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The entries of ``results.json`` every task has, under the same names."""
+    seconds = max(progress.train_seconds, 1e-9)
+    return {
+        "name": config.name,
+        "task": config.data.task,
+        "test_weights": weights,
+        "updates": progress.updates,
+        "batches": progress.batches,
+        "epochs": round(batches.epoch + batches.position / max(len(batches), 1), 3),
+        "stop_reason": progress.stop_reason,
+        "best_valid_score": progress.best_score,
+        "early_stopping_metric": config.trainer.early_stopping_metric,
+        "wall_seconds": wall_seconds,
+        "train_seconds": progress.train_seconds,
+        "real_tgt_tokens_per_second": progress.tgt_tokens / seconds,
+        "real_tokens_per_second": progress.real_tokens / seconds,
+        "padding_percent": progress.padding_percent,
+        "nonfinite_updates": progress.nonfinite_updates,
+    }
+
+
+def _scores(role: str, scores: SplitScores) -> list[tuple[str, Any]]:
+    """``results.json`` entries of one scored split, named by its role."""
+    entries: list[tuple[str, Any]] = [
+        (f"{role}_split", scores.split),
+        (f"{role}_loss", scores.loss),
+        (f"{role}_perplexity", scores.perplexity),
+        (f"{role}_tokens", scores.num_tokens),
+    ]
+    if scores.bleu is not None:
+        entries += [(f"{role}_bleu", scores.bleu), (f"{role}_chrf", scores.chrf)]
+        entries += [("bleu_signature", scores.bleu_signature)]
+        entries += [("chrf_signature", scores.chrf_signature)]
+    return entries
+
+
+def _print_summary(results: dict[str, Any], scores: dict[str, SplitScores], run_dir: Path) -> None:
+    lines = [f"run {results['name']} finished: {results['stop_reason']}"]
+    for role, split in scores.items():
+        line = f"  {role} ({split.split}, {results['test_weights']} weights): "
+        if split.bleu is not None:
+            line += f"BLEU {split.bleu:.2f}  chrF {split.chrf:.2f}  "
+        lines.append(line + f"perplexity {split.perplexity:.2f} ({split.num_tokens} tokens)")
+        if split.bleu_signature:
+            lines.append(f"  {split.bleu_signature}")
+    lines += [
+        f"  updates {results['updates']}  epochs {results['epochs']}  "
+        f"wall {results['wall_seconds']:.0f} s  train {results['train_seconds']:.0f} s  "
+        f"{results['real_tgt_tokens_per_second']:.0f} target tokens/s  "
+        f"padding {results['padding_percent']:.2f} %",
+        f"  results: {run_dir / 'results.json'}",
+    ]
+    print("\n".join(lines), flush=True)

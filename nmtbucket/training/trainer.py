@@ -1,0 +1,392 @@
+"""The training loop: bucketed batches through a BucketingModule, updates with gradient
+accumulation, periodic validation with early stopping, checkpoints (last plus best K) and exact
+resume. It is handed everything it runs (batches, step, optimizer, schedule, update, evaluator)
+and builds none of it, so it serves translation and language modelling alike through small
+interfaces: :class:`TrainBatches`, :class:`~nmtbucket.training.evaluation.SplitEvaluator`, and
+the batch and step protocols of :mod:`nmtbucket.training.step`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from nmtbucket.bucketing.keys import key_lengths
+from nmtbucket.bucketing.module import BucketingModule
+from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.progress import Progress
+from nmtbucket.training.checkpoint import CheckpointKeeper, load_checkpoint
+from nmtbucket.training.counters import IntervalSums, TrainProgress, limit_reached
+from nmtbucket.training.evaluation import SplitEvaluator
+from nmtbucket.training.metrics import MetricsLogger
+from nmtbucket.training.optim import Optimization, after_loading, implementation_settings
+from nmtbucket.training.step import CarriedStateStep, TrainBatch, TrainStep, loss_normalizer
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(NmtBucketError):
+    """Too many updates in a row had a non-finite loss or gradient."""
+
+
+class TrainBatches(Protocol):
+    """Training batches, epoch after epoch: iterating yields the rest of the current epoch and
+    then moves ``epoch`` on; ``position`` counts the batches of the epoch already yielded."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def position(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def example_batches(self) -> list[Any]:
+        """One batch of every bucket key, the largest first, without moving the position."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def upcoming_epoch(batches: TrainBatches) -> int:
+    """The epoch of the next batch to train (an iterator moves its ``epoch`` on only when asked
+    for a batch past the end): what a per-epoch learning-rate schedule reads."""
+    exhausted = batches.position >= len(batches)
+    return batches.epoch + int(exhausted)
+
+
+class Trainer:
+    """Trains ``model`` on ``train_iter`` with ``step`` and ``optimization``, validating with
+    ``evaluator`` into ``run_dir``. ``config`` was checked by
+    :func:`~nmtbucket.config.check_choices`."""
+
+    def __init__(
+        self,
+        model: BucketingModule,
+        train_iter: TrainBatches,
+        evaluator: SplitEvaluator,
+        step: TrainStep,
+        optimization: Optimization,
+        config: TrainerConfig,
+        run_dir: str | Path,
+        device: torch.device,
+    ) -> None:
+        if config.accumulate < 1:
+            raise NmtBucketError(f"trainer.accumulate must be >= 1, got {config.accumulate}")
+        self.model = model
+        self.train_iter = train_iter
+        self.evaluator = evaluator
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.step = step
+        self.optimizer = optimization.optimizer
+        self.update = optimization.update
+        self.scheduler = optimization.scheduler
+        higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
+        self.keeper = CheckpointKeeper(
+            self.run_dir / "checkpoints", config.keep_best, higher, config.keep_last
+        )
+        self.metrics = MetricsLogger(self.run_dir, config.metrics_format, config.tensorboard)
+        self.progress = TrainProgress()
+        self._interval = IntervalSums()
+        self._last_loss = 0.0
+        self._validated_update = -1
+        self._epoch_validation_due = False  # an epoch ended inside an accumulation window
+
+    # --- state -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs: weights, optimizer, schedule, iterator position,
+        the step's carried state, kept best checkpoints, counters and random state."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": "nmtbucket-train-state/1",
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iterator": self.train_iter.state_dict(),
+            "step": self.step.state_dict() if isinstance(self.step, CarriedStateStep) else {},
+            "keeper": self.keeper.state_dict(),
+            "progress": asdict(self.progress),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` taken by a trainer with the same model and data."""
+        if state.get("format") != "nmtbucket-train-state/1":
+            raise NmtBucketError(
+                f"not an nmtbucket training state (format {state.get('format')!r})"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            built = implementation_settings(self.optimizer)
+            self.optimizer.load_state_dict(state["optimizer"])
+            after_loading(self.optimizer, built)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise NmtBucketError(
+                f"the checkpoint in {self.run_dir} does not fit this model or optimizer ({err}); "
+                "resume with the settings it was trained with, or use another run_dir"
+            ) from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.base_lrs = [float(lr) for lr in self.scheduler.base_lrs]
+        self.train_iter.load_state_dict(state["iterator"])
+        if isinstance(self.step, CarriedStateStep):
+            self.step.load_state_dict(state.get("step", {}))  # none before language models
+        self.keeper.load_state_dict(state["keeper"])
+        self.model.release_executors()  # graphs captured before hold the replaced state tensors
+        self.progress = TrainProgress(**state["progress"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def load_best_weights(self) -> str:
+        """Load the best checkpoint's weights into the model, for scoring after training; its
+        file name, or ``last`` when there is none (the model keeps its last weights)."""
+        best = self.keeper.best_path
+        if best is None:
+            log.warning("no best checkpoint: scoring with the last weights")
+            return "last"
+        self.model.load_state_dict(load_checkpoint(best, map_location=self.device)["model"])
+        return best.name
+
+    def resume_if_possible(self) -> bool:
+        """Load ``checkpoints/last.pt`` of the run directory when it exists."""
+        if not self.keeper.last_path.is_file():
+            return False
+        self.load_state_dict(load_checkpoint(self.keeper.last_path))
+        self.metrics.forget_after(self.progress.updates)
+        log.info(
+            "resumed from %s at update %d (epoch %d, batch %d of it)",
+            self.keeper.last_path,
+            self.progress.updates,
+            self.train_iter.epoch,
+            self.train_iter.position,
+        )
+        return True
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def fit(self) -> TrainProgress:
+        """Train until a limit, early stopping or divergence; validate and save at the end."""
+        self.progress.stop_reason = self._limit_reached() or ""
+        if self.progress.stop_reason:
+            log.info("nothing to train: %s", self.progress.stop_reason)
+            return self.progress
+        self.model.train()
+        run_started = time.monotonic()
+        started = run_started - self.progress.train_seconds
+        epoch_updates = self.config.max_epochs * (len(self.train_iter) // self.config.accumulate)
+        total = self.config.max_updates or epoch_updates or None
+        bar = Progress(
+            total, "train", enabled=self.config.progress, unit="upd", initial=self.progress.updates
+        )
+        self._prepare_executors()
+        window: list[TrainBatch] = []  # micro-batches of the next update; may span an epoch end
+        try:
+            while not self.progress.stop_reason:
+                for batch in self.train_iter:
+                    window.append(batch)
+                    if len(window) < self.config.accumulate:
+                        continue
+                    if self._train_window(window):
+                        bar.update(1, **self._bar_fields(batch))
+                    window = []
+                    self.progress.train_seconds = time.monotonic() - started
+                    self._after_update()
+                    now = time.monotonic()
+                    limit = self._limit_reached(now - started, now - run_started)
+                    self.progress.stop_reason = limit or self.progress.stop_reason
+                    if self.progress.stop_reason:
+                        break
+                else:
+                    self._after_epoch(pending_batches=len(window))
+                    if self.progress.stop_reason and window:  # no batch is left untrained
+                        self._train_window(window)
+        finally:
+            bar.close()
+        if self.progress.updates and self._validated_update != self.progress.updates:
+            self._validate_and_save()
+        if self.config.keep_last and self.progress.updates not in self.keeper.recent:
+            self._save(self.keeper.snapshot(self.model.state_dict(), self.progress.updates))
+        self.metrics.close()
+        return self.progress
+
+    def _prepare_executors(self) -> None:
+        """Under ``executor=cuda_graph``: capture every key's step before training, the
+        default (largest) key first so that the others reuse its memory."""
+        if not self.model.executor_factory.captures_update:
+            return
+        started = time.monotonic()
+        examples = [b.to(self.device) for b in self.train_iter.example_batches()]
+        self.model.prepare_train_steps(
+            examples, self.step, self.update, accumulating=self.config.accumulate > 1
+        )
+        log.info(
+            "captured the training step of %d bucket keys in %.1f s",
+            len(examples),
+            time.monotonic() - started,
+        )
+
+    def _train_window(self, window: list[TrainBatch]) -> bool:
+        """Forward and backward on each micro-batch of ``window``, the update run with the last
+        one (one captured graph under ``executor=cuda_graph``); returns whether the update was
+        made (False: a non-finite loss or gradient skipped it)."""
+        tgt_counts = [b.num_target_tokens for b in window]
+        self.step.normalizer = loss_normalizer(window, self.config.loss_per)
+        losses = []
+        for i, (batch, tgt_tokens) in enumerate(zip(window, tgt_counts, strict=True)):
+            on_device = batch.to(self.device, non_blocking=True)
+            last = i == len(window) - 1
+            loss = self.model.train_step(on_device, self.step, self.update, apply_update=last)
+            losses.append(float(loss))  # host sync: the loss is read after every step
+            self.progress.batches += 1
+            self.progress.tgt_tokens += tgt_tokens
+            self.progress.real_tokens += batch.num_real_tokens
+            self.progress.padded_tokens += batch.num_padded_tokens
+        self._last_loss = losses[-1]
+        made = self.update.made
+        if made:
+            self.scheduler.step()
+            self.progress.updates += 1
+            self.progress.nonfinite_in_row = 0
+            self._interval.updates += 1
+            self._interval.loss_sum += sum(losses) / len(losses)
+            self._interval.tgt_tokens += sum(tgt_counts)
+        else:
+            if isinstance(self.step, CarriedStateStep):
+                self.step.discard_state()  # nothing non-finite is carried to the next batch
+            self._skip_update(float(self.update.grad_norm))
+        return made
+
+    def _skip_update(self, grad_norm: float) -> None:
+        self.progress.nonfinite_updates += 1
+        self.progress.nonfinite_in_row += 1
+        log.warning(
+            "non-finite loss or gradient (loss %s, gradient norm %s) after update %d: update "
+            "skipped (%d in a row)",
+            self._last_loss,
+            grad_norm,
+            self.progress.updates,
+            self.progress.nonfinite_in_row,
+        )
+        if self.progress.nonfinite_in_row >= self.config.max_bad_updates:
+            raise TrainingDiverged(
+                f"{self.progress.nonfinite_in_row} updates in a row had a non-finite loss or "
+                f"gradient (the last after update {self.progress.updates}), so training stopped "
+                f"(trainer.max_bad_updates={self.config.max_bad_updates}). Lower trainer.lr, "
+                "raise trainer.warmup_updates or set trainer.clip_norm; the last good state, "
+                f"if one was saved, is {self.keeper.last_path}"
+            )
+
+    def _after_update(self) -> None:
+        updates = self.progress.updates
+        if (
+            self._interval.updates
+            and self.config.log_every
+            and updates % self.config.log_every == 0
+        ):
+            self._log_interval()
+            self._interval = IntervalSums()
+        every = self.config.validate_every
+        due = self._epoch_validation_due or (every and updates and updates % every == 0)
+        if due and self._validated_update != updates:
+            self._validate_and_save()
+        self._epoch_validation_due = False
+        every = self.config.save_every
+        if every and updates and updates % every == 0:
+            self._save(self.keeper.snapshot(self.model.state_dict(), updates))
+
+    def _after_epoch(self, pending_batches: int) -> None:
+        """Stop at ``max_epochs``; validate if asked, once the epoch's last batches (still
+        ``pending_batches`` in the accumulation window) are trained: a checkpoint must not
+        record the next epoch while batches of this one wait untrained."""
+        epoch = self.train_iter.epoch  # already advanced to the next epoch
+        log.info("epoch %d done at update %d", epoch, self.progress.updates)
+        if self.config.max_epochs and epoch >= self.config.max_epochs:
+            self.progress.stop_reason = f"reached trainer.max_epochs={self.config.max_epochs}"
+        if not self.config.validate_each_epoch or self._validated_update == self.progress.updates:
+            return
+        if pending_batches:
+            self._epoch_validation_due = True  # after the update that trains them
+            return
+        self._validate_and_save()
+        limit = self._limit_reached()  # patience may have run out
+        self.progress.stop_reason = self.progress.stop_reason or limit or ""
+
+    def _limit_reached(
+        self, elapsed: float | None = None, elapsed_this_run: float = 0.0
+    ) -> str | None:
+        return limit_reached(
+            self.config, self.progress, self.train_iter.epoch, elapsed, elapsed_this_run
+        )
+
+    def _validate_and_save(self) -> None:
+        self._validated_update = self.progress.updates
+        scores = self.evaluator.evaluate(self.model)
+        self.progress.validations += 1
+        score = scores.metric(self.config.early_stopping_metric)
+        improved = self._improves(score)
+        if improved:
+            self.progress.best_score = score
+            self.progress.validations_without_improvement = 0
+        else:
+            self.progress.validations_without_improvement += 1
+        self.metrics.log("valid", self.progress.updates, **scores.as_dict(), best=improved)
+        log.info(
+            "validation at update %d: %s%s",
+            self.progress.updates,
+            scores.describe(),
+            " (best so far)" if improved else "",
+        )
+        if scores.bleu_signature and self.progress.validations == 1:
+            log.info("BLEU signature: %s", scores.bleu_signature)
+            log.info("chrF signature: %s", scores.chrf_signature)
+        self._save(self.keeper.consider(self.model.state_dict(), self.progress.updates, score))
+
+    def _save(self, dropped: list[str]) -> None:
+        """Save ``last.pt`` and then delete the ``dropped`` checkpoint files."""
+        self.keeper.save_last(self.state_dict())  # names the kept files before ...
+        self.keeper.prune(dropped)  # ... the others are deleted: a crash leaves no dangling name
+
+    def _improves(self, score: float) -> bool:
+        best = self.progress.best_score
+        if best is None:
+            return True
+        higher = EARLY_STOPPING_METRICS[self.config.early_stopping_metric]
+        return score > best if higher else score < best
+
+    def _log_interval(self) -> None:
+        interval = self._interval
+        seconds = max(time.monotonic() - interval.start, 1e-9)
+        self.metrics.log(
+            "train",
+            self.progress.updates,
+            train_loss=interval.loss_sum / max(interval.updates, 1),
+            lr=float(self.scheduler.get_last_lr()[0]),
+            tgt_tokens_per_second=interval.tgt_tokens / seconds,
+            padding_percent=self.progress.padding_percent,
+            epoch=self.train_iter.epoch,
+            nonfinite_updates=self.progress.nonfinite_updates,
+        )
+
+    def _bar_fields(self, batch: TrainBatch) -> dict[str, Any]:
+        seconds = max(time.monotonic() - self._interval.start, 1e-9)
+        return {
+            "tok/s": round(self._interval.tgt_tokens / seconds),
+            "pad%": round(self.progress.padding_percent, 1),
+            "key": key_lengths(batch.bucket_key),
+            "loss": round(self._last_loss, 3),
+        }

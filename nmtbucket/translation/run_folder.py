@@ -1,0 +1,182 @@
+"""A training run's folder read back as a self-contained translation checkpoint: the model
+config, the sentencepiece models, the bucket keys and the weights (one checkpoint, or the mean of
+the best or last K), everything ``nmtbucket-train`` wrote and nothing else."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from nmtbucket.bucketing.keys import LengthPair
+from nmtbucket.config import EARLY_STOPPING_METRICS, ModelConfig
+from nmtbucket.data.tokenizer import SentencePieceTokenizer
+from nmtbucket.errors import NmtBucketError
+from nmtbucket.models import build_seq2seq
+from nmtbucket.models.base import Seq2Seq
+from nmtbucket.training.checkpoint import (
+    LAST,
+    CheckpointError,
+    average_weights,
+    load_checkpoint,
+)
+
+REQUIRED_FILES = ("config.json", "buckets.json", "src.spm.model", "tgt.spm.model")
+WEIGHT_CHOICES = ("best", "last")
+_BEST = re.compile(r"best-(\d+)\.pt")
+_SNAPSHOT = re.compile(r"update-(\d+)\.pt")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one run directory. Open it with :meth:`open`."""
+
+    path: Path
+    config: dict[str, Any]  # config.json: the resolved training config
+    buckets: tuple[LengthPair, ...]  # the training keys, smallest first
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        """Check that ``path`` holds every file translation needs and read the small ones."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise NmtBucketError(
+                f"checkpoint folder not found: {folder}; pass the run directory that "
+                "nmtbucket-train wrote (runs/NAME)"
+            )
+        missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+        if missing:
+            raise NmtBucketError(
+                f"{folder} is not a complete nmtbucket run: {', '.join(missing)} missing "
+                f"(a run directory holds {', '.join(REQUIRED_FILES)} and checkpoints/)"
+            )
+        config = _read_json(folder / "config.json")
+        rows = _read_json(folder / "buckets.json")
+        try:
+            buckets = tuple(sorted(LengthPair(int(r[0]), int(r[1])) for r in rows))
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise NmtBucketError(
+                f"{folder / 'buckets.json'} is not a list of [src_len, tgt_len, batch_size] rows"
+            ) from None
+        if not buckets:
+            raise NmtBucketError(f"{folder / 'buckets.json'} lists no bucket keys")
+        return cls(folder, config, buckets)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def model_config(self) -> ModelConfig:
+        """The ``model`` section of config.json as a :class:`ModelConfig`."""
+        section = self.config.get("model")
+        known = {f.name for f in fields(ModelConfig)}
+        if not isinstance(section, dict) or not set(section) <= known:
+            raise NmtBucketError(
+                f"{self.path / 'config.json'} has no valid 'model' section (keys "
+                f"{sorted(section) if isinstance(section, dict) else section}); was it written "
+                "by this version of nmtbucket-train?"
+            )
+        return ModelConfig(**section)
+
+    def tokenizers(self) -> tuple[SentencePieceTokenizer, SentencePieceTokenizer]:
+        """The source and target sentencepiece models (the same file content when joint)."""
+        return (
+            SentencePieceTokenizer(self.path / "src.spm.model"),
+            SentencePieceTokenizer(self.path / "tgt.spm.model"),
+        )
+
+    def best_paths(self) -> list[Path]:
+        """The kept best checkpoints, best first (by the run's early-stopping metric)."""
+        metric = self.config.get("trainer", {}).get("early_stopping_metric", "bleu")
+        higher = EARLY_STOPPING_METRICS.get(metric, True)
+        ranked = []
+        for path in self._matching(_BEST):
+            score = load_checkpoint(path).get("score")
+            if not isinstance(score, (int, float)):
+                raise CheckpointError(f"best checkpoint {path} has no validation score")
+            ranked.append((-score if higher else score, _update(path, _BEST), path))
+        return [path for *_, path in sorted(ranked)]
+
+    def snapshot_paths(self) -> list[Path]:
+        """The kept weight snapshots (``trainer.keep_last``), newest first."""
+        return sorted(self._matching(_SNAPSHOT), key=lambda p: _update(p, _SNAPSHOT), reverse=True)
+
+    def weight_paths(self, weights: str = "best", average: int = 1) -> list[Path]:
+        """The checkpoint files to load (and average): ``weights`` is ``best`` (the ``average``
+        best), ``last`` (``last.pt``, or the ``average`` newest snapshots) or a file path."""
+        if average < 1:
+            raise NmtBucketError(f"average must be at least 1, got {average}")
+        if weights not in WEIGHT_CHOICES:
+            path = Path(weights)
+            if average != 1:
+                raise NmtBucketError(
+                    f"average={average} needs weights=best or weights=last, not a file"
+                )
+            if not path.is_file():
+                raise NmtBucketError(
+                    f"weights={weights} is neither {' nor '.join(WEIGHT_CHOICES)} nor a file"
+                )
+            return [path]
+        if weights == "last" and average == 1:
+            return [self.checkpoints / LAST]
+        candidates = self.best_paths() if weights == "best" else self.snapshot_paths()
+        if len(candidates) < average:
+            kind = "best checkpoints" if weights == "best" else "weight snapshots"
+            setting = "trainer.keep_best" if weights == "best" else "trainer.keep_last"
+            fix = f"average fewer, or train with {setting}>={average}"
+            if not candidates:
+                fix = "use weights=last, or train with validation and trainer.keep_best>=1"
+                if weights == "last":
+                    fix = f"use weights=last with average=1, or train with {setting}>={average}"
+            raise NmtBucketError(
+                f"average={average} with weights={weights} needs {average} {kind}, but "
+                f"{self.checkpoints} holds {len(candidates)}; {fix}"
+            )
+        return candidates[:average]
+
+    def build_model(self, weights: str = "best", average: int = 1) -> Seq2Seq[Any]:
+        """The encoder-decoder of this run with the chosen (possibly averaged) weights, on the
+        CPU in eval mode. Weights that do not fit the model config are a clear error."""
+        src_tokenizer, tgt_tokenizer = self.tokenizers()
+        core = build_seq2seq(
+            self.model_config(), src_tokenizer.vocab_size, tgt_tokenizer.vocab_size
+        )
+        paths = self.weight_paths(weights, average)
+        state = average_weights(paths)
+        # The trainer saves a BucketingModule: the core sits under its default keyed module.
+        prefix = "default_module.core."
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+        try:
+            core.load_state_dict(state)
+        except RuntimeError as err:
+            raise NmtBucketError(
+                f"the weights in {', '.join(str(p) for p in paths)} do not fit the model that "
+                f"{self.path / 'config.json'} describes: {_first_line(err)}; was config.json "
+                "edited, or do the checkpoints come from another run?"
+            ) from None
+        return core.eval()
+
+    def _matching(self, pattern: re.Pattern[str]) -> list[Path]:
+        if not self.checkpoints.is_dir():
+            return []
+        return [p for p in self.checkpoints.iterdir() if pattern.fullmatch(p.name)]
+
+
+def _update(path: Path, pattern: re.Pattern[str]) -> int:
+    match = pattern.fullmatch(path.name)
+    assert match is not None
+    return int(match[1])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NmtBucketError(f"{path} is not valid JSON: {err}") from None
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:3])
