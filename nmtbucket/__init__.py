@@ -21,7 +21,7 @@ from nmtbucket.bucketing import (
     define_explicit_buckets,
     define_grid_buckets,
 )
-from nmtbucket.cli.train import run_training
+from nmtbucket.cli.tasks import run_training
 from nmtbucket.config import (
     BucketingConfig,
     DataConfig,

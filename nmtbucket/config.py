@@ -279,12 +279,30 @@ def check_choices(config: TrainConfig) -> None:
             raise NmtBucketError(f"{path} must be one of {allowed}, got {value!r}")
     check_search(config.search)
     _check_trainer(config)
+    _check_depth(config.model)
     language_model = config.model.arch in LANGUAGE_MODEL_ARCHS
     if language_model != (config.data.task == "lm"):
         raise NmtBucketError(
             f"model.arch={config.model.arch} does not fit data.task={config.data.task}: "
             f"language-model data (task lm) needs a language model ({LANGUAGE_MODEL_ARCHS}), "
             "and translation data an encoder-decoder; pick an experiment that sets both"
+        )
+
+
+def _check_depth(model: ModelConfig) -> None:
+    """A depth setting the architecture does not read is a mistake, not a no-op: a language
+    model's depth is ``model.layers``, an encoder-decoder's ``model.encoder_layers`` and
+    ``model.decoder_layers``."""
+    defaults = ModelConfig()
+    if model.arch in LANGUAGE_MODEL_ARCHS and model.decoder_layers != defaults.decoder_layers:
+        raise NmtBucketError(
+            f"model.decoder_layers={model.decoder_layers} is an encoder-decoder setting; the "
+            f"depth of a language model (model.arch={model.arch}) is model.layers"
+        )
+    if model.arch not in LANGUAGE_MODEL_ARCHS and model.layers != defaults.layers:
+        raise NmtBucketError(
+            f"model.layers={model.layers} is the depth of a language model; an encoder-decoder "
+            f"(model.arch={model.arch}) has model.encoder_layers and model.decoder_layers"
         )
 
 

@@ -153,7 +153,7 @@ def _builder(
         model = BucketingModule(sym_gen, default_key, executors).to(device).train()
         trainer = config.trainer
         optimization = build_optimization(model.parameters(), trainer, executors.captures_update)
-        step = Seq2SeqStep(trainer.label_smoothing, trainer.bf16 and device.type == "cuda")
+        step = Seq2SeqStep.for_device(trainer, device)
         return model, step, optimization.update
 
     return build

@@ -1,7 +1,7 @@
 """Bucket keys: a (src_len, tgt_len) pair for translation, one length for language models.
 
 Through the Python API a key may be any hashable value that the user's ``sym_gen`` understands;
-the helpers here only concern *length* keys, which the built-in bucket maths and iterator use.
+the helpers here only concern *length* keys, which the built-in bucket maths and sampler use.
 """
 
 from __future__ import annotations

@@ -1,37 +1,26 @@
 """CLI ``nmtbucket-train``: compose the Hydra config (``conf/train.yaml`` plus
 ``+experiment=NAME`` and overrides), check it against the dataclass schemas, turn it into a typed
-:class:`TrainConfig` once and hand that to :func:`run_training`, which picks the task's pipeline
-by ``data.task``."""
+:class:`TrainConfig` once and hand that to :func:`~nmtbucket.cli.tasks.run_training`, which
+picks the task's pipeline by ``data.task``."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from nmtbucket.cli.tasks import run_training
 from nmtbucket.cli.typed_config import to_typed_config
-from nmtbucket.config import TrainConfig, check_choices
+from nmtbucket.config import TrainConfig
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.lm.pipeline import run_language_model_training
-from nmtbucket.translation.pipeline import run_translation_training
 
 log = logging.getLogger("nmtbucket.train")
 
 # The schema every composed config is merged into: unknown keys and wrong types fail at start.
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-
-
-def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Check ``config`` and train: a language model for ``data.task: lm``, else an
-    encoder-decoder. Returns what ``results.json`` holds."""
-    check_choices(config)
-    if config.data.task == "lm":
-        return run_language_model_training(config)
-    return run_translation_training(config)
 
 
 def to_train_config(cfg: DictConfig) -> TrainConfig:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from nmtbucket.bucketing.keys import LengthPair, key_lengths
+from nmtbucket.bucketing.keys import LengthKey, LengthPair, key_lengths
 from nmtbucket.constants import FILLER
 from nmtbucket.data.dataset import SequenceDataset
 
@@ -85,9 +85,10 @@ class Batch:
 
 
 def collate(
-    dataset: SequenceDataset, example_ids: Sequence[int], bucket_key: LengthPair, pad_id: int
+    dataset: SequenceDataset, example_ids: Sequence[int], bucket_key: LengthKey, pad_id: int
 ) -> Batch:
-    """Pad the given examples (``FILLER`` for an empty row) to exactly ``bucket_key``'s shape.
+    """Pad the given examples (``FILLER`` for an empty row) to exactly ``bucket_key``'s shape
+    (a ``(src_len, tgt_len)`` pair; the batch's key is that :class:`LengthPair`).
 
     A sequence longer than its key (the ``truncate`` policy) keeps its first tokens.
     """
@@ -111,7 +112,7 @@ def collate(
         tensors.append(padded)
         lengths.append(row_lengths)
     return Batch(
-        bucket_key=bucket_key,
+        bucket_key=LengthPair(*limits),
         src=tensors[0],
         src_lengths=lengths[0],
         tgt=tensors[1],

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from nmtbucket.bucketing.keys import LengthKey, LengthPair
+from nmtbucket.bucketing.keys import LengthKey
 from nmtbucket.bucketing.sampler import BucketBatchSampler, IndexBatch
 from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset
@@ -78,9 +78,4 @@ class BucketIterator(SampledBatches[Batch]):
         self.pad_id = pad_id
 
     def collate(self, step: IndexBatch) -> Batch:
-        if not isinstance(step.bucket_key, LengthPair):
-            raise NmtBucketError(
-                f"BucketIterator pads source and target streams, so its sampler needs "
-                f"(src_len, tgt_len) keys, got {step.bucket_key!r}"
-            )
         return collate(self.dataset, step.example_ids, step.bucket_key, self.pad_id)

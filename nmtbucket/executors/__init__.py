@@ -9,6 +9,7 @@ from nmtbucket.executors.interface import (
     BucketExecutor,
     EvalFn,
     ExecutorFactory,
+    PreparingStep,
     StatefulStep,
     StepFn,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "EvalFn",
     "ExecutorFactory",
     "ParameterUpdate",
+    "PreparingStep",
     "StatefulStep",
     "StepFn",
     "build_executor_factory",

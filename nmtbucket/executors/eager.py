@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -18,12 +18,6 @@ from nmtbucket.executors.update import ParameterUpdate
 class EagerExecutor(BucketExecutor):
     """Plain PyTorch. The class is its own :class:`~nmtbucket.executors.interface.ExecutorFactory`:
     eager executors share nothing, so there is no factory object."""
-
-    captures_update: ClassVar[bool] = False
-
-    @classmethod
-    def reset(cls) -> None:
-        """Eager executors share nothing, so nothing is forgotten."""
 
     def forward(self, batch: Any) -> Any:
         return self.module(batch)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeAlias, runtime_checkable
 
 import torch
 from torch import nn
@@ -26,23 +26,30 @@ the loss as a 0-d tensor.
 
 To be captured in a CUDA graph it must do all its work on tensors: no ``.item()``, no Python
 branching on values, nothing read from the batch but its tensors (the batch it sees is a set of
-static buffers the executor refills). A step that needs host-side work before each batch, or
-carries state from batch to batch, is a :class:`StatefulStep`. Pass the same object every
-time: a graph replays the step it captured."""
+static buffers the executor refills). A step that needs host-side work before each batch is
+also a :class:`PreparingStep`; one that carries state from batch to batch, a
+:class:`StatefulStep`. Pass the same object every time: a graph replays the step it captured."""
 
 
 @runtime_checkable
-class StatefulStep(Protocol):
-    """A :data:`StepFn` with host-side preparation and carried state (a language model's
-    recurrent state). Every executor calls :meth:`prepare` outside any graph before the step
-    runs on a batch; the CUDA-graph executor saves :meth:`state_dict` before warm-up runs and
-    loads it back after them, so a capture changes no carried state."""
+class PreparingStep(Protocol):
+    """A :data:`StepFn` with host-side work before each batch: every executor calls
+    :meth:`prepare` outside any graph, before the step runs on the batch."""
 
     def __call__(self, module: nn.Module, batch: Any) -> torch.Tensor: ...
 
     def prepare(self, batch: Any) -> None:
         """Host-side work before the step runs on ``batch`` (reset or copy a carried state)."""
         ...
+
+
+@runtime_checkable
+class StatefulStep(Protocol):
+    """A :data:`StepFn` that carries state from batch to batch (a language model's recurrent
+    state): the CUDA-graph executor saves :meth:`state_dict` before its warm-up runs and loads
+    it back after them, so a capture changes no carried state."""
+
+    def __call__(self, module: nn.Module, batch: Any) -> torch.Tensor: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -56,8 +63,8 @@ and batch shape, with the same rules as a :data:`StepFn`. Pass the same object e
 
 
 def prepare_batch(step_fn: StepFn, batch: Any) -> None:
-    """Run ``step_fn.prepare(batch)`` when the step is a :class:`StatefulStep`."""
-    if isinstance(step_fn, StatefulStep):
+    """Run ``step_fn.prepare(batch)`` when the step is a :class:`PreparingStep`."""
+    if isinstance(step_fn, PreparingStep):
         step_fn.prepare(batch)
 
 
@@ -82,7 +89,15 @@ class BucketExecutor(ABC):
     """Runs the module that ``sym_gen`` built for one bucket key.
 
     ``forward`` and ``run_step`` are what every executor implements; ``run_eval``,
-    ``prepare_train_step`` and ``release`` are hooks with the eager behaviour as default."""
+    ``prepare_train_step`` and ``release`` are hooks with the eager behaviour as default. An
+    executor class that shares nothing between keys is its own :class:`ExecutorFactory`: the
+    class attribute and class method below are that protocol's members."""
+
+    captures_update: ClassVar[bool] = False
+
+    @classmethod  # noqa: B027 - a hook: a factory object may share something between keys
+    def reset(cls) -> None:
+        """Executors made by the class share nothing, so there is nothing to forget."""
 
     def __init__(self, module: nn.Module, bucket_key: Hashable) -> None:
         self.module = module

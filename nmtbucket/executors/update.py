@@ -53,10 +53,7 @@ class ParameterUpdate:
             self.grads.append(parameter.grad)
         self.nonfinite_loss = torch.zeros((), device=device)  # 1.0 once a loss was not finite
         self.grad_norm = torch.zeros((), device=device)
-        self.skipped = torch.zeros((), device=device)
-        # Fused optimizers read ``found_inf`` (the attribute GradScaler sets) at each step and
-        # skip when it is non-zero; it is this tensor, written by every apply().
-        optimizer.found_inf = self.skipped  # type: ignore[attr-defined]
+        self.skipped = torch.zeros((), device=device)  # the optimizer's found_inf
         # 1.0 inside forcing_skip(), while a graph executor warms up and captures: the step
         # runs, nothing changes. A tensor, not a flag: a captured update reads it at every replay.
         self.force_skip = torch.zeros((), device=device)
@@ -77,6 +74,10 @@ class ParameterUpdate:
         skip = torch.maximum(torch.maximum(self.nonfinite_loss, bad_norm), self.force_skip)
         self.grad_norm.copy_(norm)
         self.skipped.copy_(skip)
+        # Fused optimizers read ``found_inf`` (the attribute GradScaler sets) and skip the step
+        # where it is non-zero. Set at every update: another ParameterUpdate may share the
+        # optimizer.
+        self.optimizer.found_inf = self.skipped  # type: ignore[attr-defined]
         self.optimizer.step()
         torch._foreach_zero_(self.grads)
         self.nonfinite_loss.zero_()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +94,25 @@ class BestEntry:
     score: float
 
 
+BEST_FILE = re.compile(r"best-(\d+)\.pt")
+SNAPSHOT_FILE = re.compile(r"update-(\d+)\.pt")
+"""File names of best checkpoints and weight snapshots; group 1 is the update."""
+
+
+def best_name(update: int) -> str:
+    """File name of the best checkpoint taken after ``update`` updates."""
+    return f"best-{update:08d}.pt"
+
+
 def snapshot_name(update: int) -> str:
     """File name of the weight snapshot taken after ``update`` updates."""
     return f"update-{update:08d}.pt"
+
+
+def rank(score: float, update: int, higher_is_better: bool) -> tuple[float, int]:
+    """Sort key of a best checkpoint: better score first; among equal scores the earlier
+    update."""
+    return (-score if higher_is_better else score, update)
 
 
 class CheckpointKeeper:
@@ -141,7 +158,7 @@ class CheckpointKeeper:
     ) -> list[str]:
         """Save the weights as a best checkpoint if they rank among the best K. Returns the file
         names that fell out of the best K, for :meth:`prune` once ``last.pt`` is saved."""
-        entry = BestEntry(f"best-{update:08d}.pt", update, score)
+        entry = BestEntry(best_name(update), update, score)
         ranked = sorted([e for e in self.best if e.update != update] + [entry], key=self._rank)
         kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
         if entry in kept:
@@ -179,8 +196,7 @@ class CheckpointKeeper:
             log.warning("checkpoint %s is missing; forgetting it", self.directory / name)
 
     def _rank(self, entry: BestEntry) -> tuple[float, int]:
-        # Better score first; among equal scores the earlier update wins.
-        return (-entry.score if self.higher_is_better else entry.score, entry.update)
+        return rank(entry.score, entry.update, self.higher_is_better)
 
 
 def _save_weights(

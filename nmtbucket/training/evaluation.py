@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from nmtbucket.bucketing.module import BucketingModule
+from nmtbucket.config import EARLY_STOPPING_METRICS
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.progress import Progress
 
@@ -22,44 +23,49 @@ its targets and their count (0-d tensors), usually ``model.eval_step(batch, eval
 
 @dataclass
 class SplitScores:
-    """What one evaluation of a split measured; BLEU and chrF only where a task computes them."""
+    """What one evaluation of a split measured: the loss every task has. A task with more
+    scores (translation: BLEU and chrF) extends it and its methods."""
 
     split: str
     loss: float  # mean negative log-likelihood per target token (no label smoothing)
     perplexity: float
     num_tokens: int
-    bleu: float | None = None
-    chrf: float | None = None
-    bleu_signature: str | None = None
-    chrf_signature: str | None = None
-    hypotheses: list[str] = field(default_factory=list, repr=False)
 
     def metric(self, name: str) -> float:
-        """The value of ``name`` (bleu, chrf, loss or perplexity) for early stopping."""
-        value = getattr(self, name)
-        if value is None:
+        """The value of ``name``, one of ``EARLY_STOPPING_METRICS``, for early stopping."""
+        value = self.as_dict().get(name) if name in EARLY_STOPPING_METRICS else None
+        if not isinstance(value, int | float):
+            measured = [m for m in EARLY_STOPPING_METRICS if self.as_dict().get(m) is not None]
             raise NmtBucketError(
-                f"metric {name!r} was not computed; set trainer.validate_bleu=true or stop "
-                "early on loss or perplexity"
+                f"early-stopping metric {name!r} was not computed on {self.split}; stop early "
+                f"on one of {measured}"
             )
         return float(value)
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         """The numbers, for the metrics file."""
-        return {
-            "loss": self.loss,
-            "perplexity": self.perplexity,
-            "num_tokens": self.num_tokens,
-            "bleu": self.bleu,
-            "chrf": self.chrf,
-        }
+        return {"loss": self.loss, "perplexity": self.perplexity, "num_tokens": self.num_tokens}
 
     def describe(self) -> str:
-        """One line for the log: loss, perplexity and, where measured, BLEU and chrF."""
-        text = f"loss {self.loss:.4f}, perplexity {self.perplexity:.2f}"
-        if self.bleu is not None:
-            text += f", BLEU {self.bleu:.2f}, chrF {self.chrf:.2f}"
-        return text
+        """One line for the log."""
+        return f"loss {self.loss:.4f}, perplexity {self.perplexity:.2f}"
+
+    def results(self, role: str) -> dict[str, Any]:
+        """The ``results.json`` entries of this split, named by its ``role`` (test, valid)."""
+        return {
+            f"{role}_split": self.split,
+            f"{role}_loss": self.loss,
+            f"{role}_perplexity": self.perplexity,
+            f"{role}_tokens": self.num_tokens,
+        }
+
+    def signatures(self) -> list[str]:
+        """How the scores were computed, to report beside them (none for the loss alone)."""
+        return []
+
+    def summary(self) -> list[str]:
+        """Lines of the end-of-run summary (after the split's name and weights)."""
+        return [f"perplexity {self.perplexity:.2f} ({self.num_tokens} tokens)"]
 
 
 class SplitEvaluator(Protocol):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from nmtbucket.config import CHOICES
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.files import atomic_write_text
 
 FORMATS = CHOICES["trainer.metrics_format"]
 
@@ -69,17 +71,25 @@ class MetricsLogger:
 
     @staticmethod
     def _append_csv(path: Path, row: dict[str, Any]) -> None:
-        exists = path.is_file() and path.stat().st_size > 0
-        with path.open("a", encoding="utf-8", newline="") as file:
-            if exists:
-                with path.open(encoding="utf-8") as existing:
-                    columns = next(csv.reader(existing))
-            else:
-                columns = list(row)
-            writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
-            if not exists:
-                writer.writeheader()
-            writer.writerow(row)
+        """Append ``row``; a field the file has no column for (a run resumed by a newer
+        version) widens the header, keeping every row already written."""
+        rows: list[dict[str, Any]] = []
+        columns = list(row)
+        if path.is_file() and path.stat().st_size > 0:
+            with path.open(encoding="utf-8", newline="") as existing:
+                reader = csv.DictReader(existing)
+                columns = list(reader.fieldnames or [])
+                if set(row) <= set(columns):
+                    with path.open("a", encoding="utf-8", newline="") as file:
+                        csv.DictWriter(file, fieldnames=columns).writerow(row)
+                    return
+                rows = list(reader)
+                columns += [name for name in row if name not in columns]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows([*rows, row])
+        atomic_write_text(path, text.getvalue())
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -105,8 +105,8 @@ def lr_multiplier(
         )
     if config.schedule == "epoch_decay" and epoch_of is None:
         raise NmtBucketError(
-            "trainer.schedule=epoch_decay needs to know the training epoch, which only the "
-            "Trainer gives; use a per-update schedule"
+            "trainer.schedule=epoch_decay needs to know the training epoch (epoch_of, which "
+            "the training pipeline passes); use a per-update schedule"
         )
     floor = config.min_lr / config.lr if config.lr > 0 else 0.0
 

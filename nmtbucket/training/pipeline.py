@@ -104,7 +104,11 @@ def run_pipeline(config: TrainConfig, prepare_task: PrepareTask) -> dict[str, An
         **_run_results(config, progress, batches, weights, time.monotonic() - started),
         "device": str(device),
         "parameters": count_parameters(model),
-        **{key: value for role, split in scores.items() for key, value in _scores(role, split)},
+        **{
+            key: value
+            for role, split in scores.items()
+            for key, value in split.results(role).items()
+        },
         **task.results(),
     }
     atomic_write_json(run_dir / "results.json", results)
@@ -154,30 +158,12 @@ def _run_results(
     }
 
 
-def _scores(role: str, scores: SplitScores) -> list[tuple[str, Any]]:
-    """``results.json`` entries of one scored split, named by its role."""
-    entries: list[tuple[str, Any]] = [
-        (f"{role}_split", scores.split),
-        (f"{role}_loss", scores.loss),
-        (f"{role}_perplexity", scores.perplexity),
-        (f"{role}_tokens", scores.num_tokens),
-    ]
-    if scores.bleu is not None:
-        entries += [(f"{role}_bleu", scores.bleu), (f"{role}_chrf", scores.chrf)]
-        entries += [("bleu_signature", scores.bleu_signature)]
-        entries += [("chrf_signature", scores.chrf_signature)]
-    return entries
-
-
 def _print_summary(results: dict[str, Any], scores: dict[str, SplitScores], run_dir: Path) -> None:
     lines = [f"run {results['name']} finished: {results['stop_reason']}"]
     for role, split in scores.items():
-        line = f"  {role} ({split.split}, {results['test_weights']} weights): "
-        if split.bleu is not None:
-            line += f"BLEU {split.bleu:.2f}  chrF {split.chrf:.2f}  "
-        lines.append(line + f"perplexity {split.perplexity:.2f} ({split.num_tokens} tokens)")
-        if split.bleu_signature:
-            lines.append(f"  {split.bleu_signature}")
+        first, *more = split.summary()
+        lines.append(f"  {role} ({split.split}, {results['test_weights']} weights): {first}")
+        lines += [f"  {line}" for line in more]
     lines += [
         f"  updates {results['updates']}  epochs {results['epochs']}  "
         f"wall {results['wall_seconds']:.0f} s  train {results['train_seconds']:.0f} s  "

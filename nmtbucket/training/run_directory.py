@@ -1,6 +1,6 @@
 """The run directory every task writes: opened (with the check that a resumed run continues the
-same data, model and buckets), and the files that describe the run (resolved config, bucket
-keys, results)."""
+same data, model and buckets), and the files that describe the run (the resolved config and
+the bucket keys). The pipeline adds ``results.json``, the Trainer ``checkpoints/`` and metrics."""
 
 from __future__ import annotations
 

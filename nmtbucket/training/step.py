@@ -58,8 +58,9 @@ class TrainStep(Protocol):
 @runtime_checkable
 class CarriedStateStep(StatefulStep, Protocol):
     """A step that carries state from batch to batch (a language model's recurrent state): the
-    executors prepare and restore it (:class:`~nmtbucket.executors.interface.StatefulStep`),
-    the trainer saves it for exact resume and drops it after a skipped update."""
+    CUDA-graph executor restores it around warm-up runs
+    (:class:`~nmtbucket.executors.interface.StatefulStep`), the trainer saves it for exact
+    resume and drops it after a skipped update."""
 
     def discard_state(self) -> None:
         """Forget what was carried from the batches of an update that was skipped."""

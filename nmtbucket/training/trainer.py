@@ -81,8 +81,6 @@ class Trainer:
         run_dir: str | Path,
         device: torch.device,
     ) -> None:
-        if config.accumulate < 1:
-            raise NmtBucketError(f"trainer.accumulate must be >= 1, got {config.accumulate}")
         self.model = model
         self.train_iter = train_iter
         self.evaluator = evaluator
@@ -351,9 +349,9 @@ class Trainer:
             scores.describe(),
             " (best so far)" if improved else "",
         )
-        if scores.bleu_signature and self.progress.validations == 1:
-            log.info("BLEU signature: %s", scores.bleu_signature)
-            log.info("chrF signature: %s", scores.chrf_signature)
+        if self.progress.validations == 1:
+            for signature in scores.signatures():
+                log.info("%s", signature)
         self._save(self.keeper.consider(self.model.state_dict(), self.progress.updates, score))
 
     def _save(self, dropped: list[str]) -> None:

@@ -6,6 +6,8 @@ references. No line is ever dropped."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -21,9 +23,9 @@ from nmtbucket.data.tokenizer import SentencePieceTokenizer
 from nmtbucket.models import seq2seq_core
 from nmtbucket.progress import Progress
 from nmtbucket.search.decoding import SearchFn, beam_search_fn, define_source_buckets
-from nmtbucket.training.evaluation import SplitScores, score_batches
+from nmtbucket.training.evaluation import score_batches
 from nmtbucket.training.loss import label_smoothed_cross_entropy
-from nmtbucket.translation.scores import translation_scores
+from nmtbucket.translation.scores import TranslationSplitScores, translation_scores
 from nmtbucket.translation.translator import translate_sources
 
 
@@ -57,13 +59,14 @@ class Evaluator:
         self.progress = progress
         self.with_bleu = with_bleu
 
-    def evaluate(self, model: BucketingModule) -> SplitScores:
+    def evaluate(self, model: BucketingModule) -> TranslationSplitScores:
         self.iterator.sampler.set_epoch(0)
         label = f"score {self.split.name}"
         with Progress(len(self.iterator), label, enabled=self.progress, unit="batch") as bar:
-            scores = score_batches(
+            loss = score_batches(
                 model, self.split.name, self.iterator, _batch_nll, self.device, bar
             )
+        scores = TranslationSplitScores(**dataclasses.asdict(loss))
         if self.with_bleu:
             search_fn = beam_search_fn(seq2seq_core(model), self.search)
             was_training = model.training

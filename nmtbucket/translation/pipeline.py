@@ -52,8 +52,8 @@ class TranslationTask:
     def score(self, model: BucketingModule) -> dict[str, SplitScores]:
         """The test split with BLEU and chrF; its translations go to ``SPLIT.hyp.txt``."""
         test = self.data.test
-        scores = held_out_evaluator(self.config, self.data, self.scheme, test, self.device)
-        test_scores = scores.evaluate(model)
+        evaluator = held_out_evaluator(self.config, self.data, self.scheme, test, self.device)
+        test_scores = evaluator.evaluate(model)
         hypotheses = Path(self.config.run_dir) / f"{test.name}.hyp.txt"
         lines = "".join(line + "\n" for line in test_scores.hypotheses)
         hypotheses.write_text(lines, encoding="utf-8")
@@ -86,7 +86,6 @@ def prepare_translation(config: TrainConfig, device: torch.device) -> Translatio
     )
     log.info("buckets: %s", sampler.assignment.summary())
     vocab = (data.src_tokenizer.vocab_size, data.tgt_tokenizer.vocab_size)
-    bf16_cuda = config.trainer.bf16 and device.type == "cuda"
     valid = held_out_evaluator(
         config, data, scheme, data.valid, device, with_bleu=config.trainer.validate_bleu
     )
@@ -95,7 +94,7 @@ def prepare_translation(config: TrainConfig, device: torch.device) -> Translatio
         sym_gen=build_sym_gen(config.model, *vocab),
         batch_sizes={key: scheme.batch_sizes[key] for key in scheme.buckets},
         default_bucket_key=scheme.default_bucket_key,
-        step=Seq2SeqStep(config.trainer.label_smoothing, bf16_cuda),
+        step=Seq2SeqStep.for_device(config.trainer, device),
         valid_evaluator=valid,
     )
     return TranslationTask(config, device, data, scheme, sampler.assignment.num_skipped, setup)

@@ -5,7 +5,6 @@ the best or last K), everything ``nmtbucket-train`` wrote and nothing else."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,10 @@ from nmtbucket.data.tokenizer import SentencePieceTokenizer
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models import build_seq2seq
 from nmtbucket.models.base import Seq2Seq
-from nmtbucket.training.checkpoint import (
-    LAST,
-    CheckpointError,
-    average_weights,
-    load_checkpoint,
-)
+from nmtbucket.training.checkpoint import average_weights
+from nmtbucket.training.kept_checkpoints import KeptCheckpoints
 
 REQUIRED_FILES = ("config.json", "buckets.json", "src.spm.model", "tgt.spm.model")
-WEIGHT_CHOICES = ("best", "last")
-_BEST = re.compile(r"best-(\d+)\.pt")
-_SNAPSHOT = re.compile(r"update-(\d+)\.pt")
 
 
 @dataclass(frozen=True)
@@ -87,54 +79,22 @@ class RunFolder:
             SentencePieceTokenizer(self.path / "tgt.spm.model"),
         )
 
+    def kept_checkpoints(self) -> KeptCheckpoints:
+        """The run's kept checkpoints, ranked by its early-stopping metric."""
+        metric = self.config.get("trainer", {}).get("early_stopping_metric", "bleu")
+        return KeptCheckpoints(self.checkpoints, EARLY_STOPPING_METRICS.get(metric, True))
+
     def best_paths(self) -> list[Path]:
         """The kept best checkpoints, best first (by the run's early-stopping metric)."""
-        metric = self.config.get("trainer", {}).get("early_stopping_metric", "bleu")
-        higher = EARLY_STOPPING_METRICS.get(metric, True)
-        ranked = []
-        for path in self._matching(_BEST):
-            score = load_checkpoint(path).get("score")
-            if not isinstance(score, (int, float)):
-                raise CheckpointError(f"best checkpoint {path} has no validation score")
-            ranked.append((-score if higher else score, _update(path, _BEST), path))
-        return [path for *_, path in sorted(ranked)]
+        return self.kept_checkpoints().best_paths()
 
     def snapshot_paths(self) -> list[Path]:
         """The kept weight snapshots (``trainer.keep_last``), newest first."""
-        return sorted(self._matching(_SNAPSHOT), key=lambda p: _update(p, _SNAPSHOT), reverse=True)
+        return self.kept_checkpoints().snapshot_paths()
 
     def weight_paths(self, weights: str = "best", average: int = 1) -> list[Path]:
-        """The checkpoint files to load (and average): ``weights`` is ``best`` (the ``average``
-        best), ``last`` (``last.pt``, or the ``average`` newest snapshots) or a file path."""
-        if average < 1:
-            raise NmtBucketError(f"average must be at least 1, got {average}")
-        if weights not in WEIGHT_CHOICES:
-            path = Path(weights)
-            if average != 1:
-                raise NmtBucketError(
-                    f"average={average} needs weights=best or weights=last, not a file"
-                )
-            if not path.is_file():
-                raise NmtBucketError(
-                    f"weights={weights} is neither {' nor '.join(WEIGHT_CHOICES)} nor a file"
-                )
-            return [path]
-        if weights == "last" and average == 1:
-            return [self.checkpoints / LAST]
-        candidates = self.best_paths() if weights == "best" else self.snapshot_paths()
-        if len(candidates) < average:
-            kind = "best checkpoints" if weights == "best" else "weight snapshots"
-            setting = "trainer.keep_best" if weights == "best" else "trainer.keep_last"
-            fix = f"average fewer, or train with {setting}>={average}"
-            if not candidates:
-                fix = "use weights=last, or train with validation and trainer.keep_best>=1"
-                if weights == "last":
-                    fix = f"use weights=last with average=1, or train with {setting}>={average}"
-            raise NmtBucketError(
-                f"average={average} with weights={weights} needs {average} {kind}, but "
-                f"{self.checkpoints} holds {len(candidates)}; {fix}"
-            )
-        return candidates[:average]
+        """The checkpoint files to load (and average); see :meth:`KeptCheckpoints.weight_paths`."""
+        return self.kept_checkpoints().weight_paths(weights, average)
 
     def build_model(self, weights: str = "best", average: int = 1) -> Seq2Seq[Any]:
         """The encoder-decoder of this run with the chosen (possibly averaged) weights, on the
@@ -157,17 +117,6 @@ class RunFolder:
                 "edited, or do the checkpoints come from another run?"
             ) from None
         return core.eval()
-
-    def _matching(self, pattern: re.Pattern[str]) -> list[Path]:
-        if not self.checkpoints.is_dir():
-            return []
-        return [p for p in self.checkpoints.iterdir() if pattern.fullmatch(p.name)]
-
-
-def _update(path: Path, pattern: re.Pattern[str]) -> int:
-    match = pattern.fullmatch(path.name)
-    assert match is not None
-    return int(match[1])
 
 
 def _read_json(path: Path) -> Any:

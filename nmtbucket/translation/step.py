@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nmtbucket.config import TrainerConfig
 from nmtbucket.constants import PAD_ID
 from nmtbucket.data.batch import Batch
 from nmtbucket.training.loss import label_smoothed_cross_entropy
@@ -30,6 +31,11 @@ class Seq2SeqStep(NormalizedStep):
         terms = label_smoothed_cross_entropy(logits, batch.tgt, PAD_ID, self.label_smoothing)
         (terms.loss_sum / self.normalizer_on(batch.tgt.device)).backward()
         return (terms.loss_sum / terms.num_tokens.clamp(min=1)).detach()
+
+    @classmethod
+    def for_device(cls, config: TrainerConfig, device: torch.device) -> Seq2SeqStep:
+        """The step ``trainer.*`` asks for on ``device`` (bf16 autocast only on CUDA)."""
+        return cls(config.label_smoothing, bf16_cuda=config.bf16 and device.type == "cuda")
 
     def state_dict(self) -> dict[str, Any]:
         """Empty: each batch stands alone, so the step carries nothing."""

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from nmtbucket import (
+    BucketExecutor,
     BucketingModule,
     LengthPair,
     NmtBucketError,
@@ -15,6 +16,7 @@ from nmtbucket import (
     TokenSequences,
     collate,
 )
+from nmtbucket.executors.interface import prepare_batch, step_and_update
 from tests.toy_models import ToyCore, ToySeq2Seq, toy_sym_gen
 
 DEFAULT = LengthPair(12, 14)
@@ -160,3 +162,33 @@ def test_apply_converts_every_tensor_exactly_once() -> None:
     torch.testing.assert_close(module.default_module.core.out.bias.detach(), bias + 1)
     torch.testing.assert_close(other.mix, mix + 1)
     assert other.core.out.bias is module.default_module.core.out.bias
+
+
+def test_an_executor_class_is_its_own_factory_and_preparing_steps_are_prepared() -> None:
+    class PlainExecutor(BucketExecutor):
+        """A user's executor class, passed as the factory as EagerExecutor is."""
+
+        def forward(self, batch):
+            return self.module(batch)
+
+        def run_step(self, batch, step_fn, update, apply_update) -> torch.Tensor:
+            prepare_batch(step_fn, batch)
+            return step_and_update(self.module, batch, step_fn, update, apply_update)
+
+    module = BucketingModule(toy_sym_gen(ToyCore()), DEFAULT, PlainExecutor).to("cpu")
+    prepared: list[LengthPair] = []
+
+    class PreparingOnly:
+        """A step with host-side preparation and no carried state."""
+
+        def prepare(self, batch) -> None:
+            prepared.append(batch.bucket_key)
+
+        def __call__(self, bucket_module: nn.Module, batch) -> torch.Tensor:
+            loss = bucket_module(batch)
+            loss.backward()
+            return loss
+
+    module.train_step(make_batch(LengthPair(4, 5)), PreparingOnly())
+    module.release_executors()
+    assert prepared == [LengthPair(4, 5)]

@@ -84,3 +84,13 @@ def test_the_modules_accept_exactly_the_listed_choices() -> None:
     assert set(ARCHS) | set(LANGUAGE_MODEL_ARCHS) == set(CHOICES["model.arch"])
     assert set(EARLY_STOPPING_METRICS) == set(CHOICES["trainer.early_stopping_metric"])
     assert set(OVERLONG_POLICIES) == set(CHOICES["bucketing.overlong"])
+
+
+def test_a_depth_setting_the_architecture_does_not_read_is_an_error() -> None:
+    language_model = _compose("+experiment=ptb_small", "model.decoder_layers=3")
+    with pytest.raises(NmtBucketError, match=r"depth of a language model .* is model\.layers"):
+        check_choices(language_model)
+    translation = _compose("+experiment=demo", "model.layers=3")
+    with pytest.raises(NmtBucketError, match=r"model\.encoder_layers and model\.decoder_layers"):
+        check_choices(translation)
+    assert _compose("+experiment=ptb_small", "model.layers=3").model.layers == 3

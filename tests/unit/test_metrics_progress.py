@@ -84,3 +84,16 @@ def test_disabled_progress_writes_nothing() -> None:
     with Progress(None, "x", enabled=False, stream=stream) as bar:
         bar.update(5)
     assert stream.getvalue() == ""
+
+
+def test_a_csv_row_with_a_new_field_widens_the_header_and_keeps_the_rows(tmp_path: Path) -> None:
+    older = MetricsLogger(tmp_path, "csv", tensorboard=False)  # as an older version wrote it
+    older.log("train", 10, label_smoothed_loss=2.5)
+    resumed = MetricsLogger(tmp_path, "csv", tensorboard=False)
+    resumed.log("train", 20, train_loss=2.0)
+    resumed.log("train", 30, train_loss=1.5)
+    with (tmp_path / "metrics-train.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["update"] for r in rows] == ["10", "20", "30"]
+    assert [r["label_smoothed_loss"] for r in rows] == ["2.5", "", ""]
+    assert [r["train_loss"] for r in rows] == ["", "2.0", "1.5"]
