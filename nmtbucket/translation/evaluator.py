@@ -85,17 +85,13 @@ class Evaluator:
         """Detokenised best hypothesis for every source line, in input order, decoded in the
         source-length buckets of the evaluation keys."""
         sources = self.split.dataset.streams[0]
-        label = f"translate {self.split.name}"
-        with Progress(len(sources), label, enabled=self.progress, unit="sent") as bar:
-            found = translate_sources(
-                [sources[i] for i in range(len(sources))],
-                self.src_buckets,
-                self.search,
-                search_fn,
-                self.tgt_tokenizer,
-                self.device,
-                bar,
-            )
+        found = translate_sources(
+            [sources[i] for i in range(len(sources))],
+            self,
+            search_fn,
+            f"translate {self.split.name}",
+            self.progress,
+        )
         return [translations[0].text for translations in found]
 
 

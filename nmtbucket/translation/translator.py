@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -103,16 +103,9 @@ class Translator:
         sources = self.encode(lines)
         todo = [i for i, tokens in enumerate(sources) if tokens]
         search_fn = beam_search_fn(self.core, self.search, nbest)
-        with Progress(len(todo), "translate", enabled=self.progress, unit="sent") as bar:
-            found = translate_sources(
-                [sources[i] for i in todo],
-                self.src_buckets,
-                self.search,
-                search_fn,
-                self.tgt_tokenizer,
-                self.device,
-                bar,
-            )
+        found = translate_sources(
+            [sources[i] for i in todo], self, search_fn, "translate", self.progress
+        )
         results = [[Translation("", 0.0, 0.0)] * nbest for _ in lines]
         for index, translations in zip(todo, found, strict=True):
             results[index] = translations
@@ -141,19 +134,39 @@ class Translator:
         return sources
 
 
+class DecodingSetup(Protocol):
+    """Where and how sources are decoded: what :class:`Translator` and the held-out evaluator
+    both have."""
+
+    @property
+    def src_buckets(self) -> Sequence[int]: ...
+
+    @property
+    def search(self) -> SearchConfig: ...
+
+    @property
+    def tgt_tokenizer(self) -> SentencePieceTokenizer: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+
 def translate_sources(
     sources: Sequence[Sequence[int] | torch.Tensor],
-    src_buckets: Sequence[int],
-    search: SearchConfig,
+    setup: DecodingSetup,
     search_fn: SearchFn,
-    tgt_tokenizer: SentencePieceTokenizer,
-    device: torch.device,
-    progress: Progress | None = None,
+    label: str,
+    show_progress: bool,
 ) -> list[list[Translation]]:
     """Each source's hypotheses (token ids with EOS, 1 .. the largest bucket long), decoded by
-    ``search_fn`` in source-length buckets and detokenised, in input order: what
-    :class:`Translator` and the held-out evaluator both run."""
-    found = decode_in_buckets(sources, src_buckets, search, search_fn, device, progress)
+    ``search_fn`` in ``setup``'s source-length buckets and detokenised, in input order, with a
+    progress bar named ``label``: what :class:`Translator` and the held-out evaluator both
+    run."""
+    with Progress(len(sources), label, enabled=show_progress, unit="sent") as bar:
+        found = decode_in_buckets(
+            sources, setup.src_buckets, setup.search, search_fn, setup.device, bar
+        )
+    tgt_tokenizer = setup.tgt_tokenizer
     return [
         [Translation(tgt_tokenizer.decode(h.tokens), h.score, h.log_prob) for h in hypotheses]
         for hypotheses in found
