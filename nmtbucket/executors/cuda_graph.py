@@ -197,7 +197,7 @@ class CudaGraphExecutor(BucketExecutor):
             self._graphs[key] = graph
         graph.static.load(batch)
         graph.replay()
-        return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, graph.output)
+        return _cloned(graph.output)
 
     def release(self) -> None:
         self._graphs.clear()
@@ -251,14 +251,15 @@ def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[N
     gradients accumulated so far, the state the step carries (a language model's) and the CPU
     random generator, so a capture changes no parameter or carried state."""
     grads = update.snapshot_gradients()
-    step_state = _step_state(step_fn)
+    stateful = step_fn if isinstance(step_fn, StatefulStep) else None
+    step_state = {} if stateful is None else _cloned(stateful.state_dict())
     try:
         with update.forcing_skip(), _random_state_kept():
             yield
     finally:
         update.restore_gradients(grads)
-        if isinstance(step_fn, StatefulStep) and step_state is not None:
-            step_fn.load_state_dict(step_state)
+        if stateful is not None:
+            stateful.load_state_dict(step_state)
 
 
 @contextmanager
@@ -274,8 +275,6 @@ def _random_state_kept() -> Iterator[None]:
         torch.set_rng_state(cpu)
 
 
-def _step_state(step_fn: StepFn) -> dict[str, Any] | None:
-    if not isinstance(step_fn, StatefulStep):
-        return None
-    state = step_fn.state_dict()
-    return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, state)
+def _cloned(tree: Any) -> Any:
+    """``tree`` with every tensor in it cloned."""
+    return tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, tree)

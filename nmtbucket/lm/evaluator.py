@@ -11,7 +11,6 @@ from torch import nn
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.models.lm import LMState
-from nmtbucket.progress import Progress
 from nmtbucket.training.evaluation import SplitScores, score_batches
 from nmtbucket.training.loss import masked_cross_entropy
 
@@ -44,9 +43,7 @@ class PerplexityEvaluator:
             )
             return nll_sum, num_tokens
 
-        label = f"score {self.split}"
-        with Progress(len(self.batches), label, enabled=self.progress, unit="batch") as bar:
-            return score_batches(model, self.split, self.batches, batch_nll, self.device, bar)
+        return score_batches(model, self.split, self.batches, batch_nll, self.device, self.progress)
 
 
 def next_token_nll(module: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, torch.Tensor, LMState]:

@@ -5,7 +5,8 @@ evaluation measured (:class:`SplitScores`); and perplexity from it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,6 +69,14 @@ class SplitScores:
         return [f"perplexity {self.perplexity:.2f} ({self.num_tokens} tokens)"]
 
 
+class HeldOutBatches(Protocol):
+    """A held-out split's fixed batches: iterated in full, their number known."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 class SplitEvaluator(Protocol):
     """Scores a model on one held-out split: what the trainer validates with."""
 
@@ -84,29 +93,40 @@ def perplexity(nll_sum: float, num_tokens: int) -> float:
         return math.inf
 
 
-@torch.inference_mode()
+@contextmanager
+def evaluation_mode(model: BucketingModule) -> Iterator[None]:
+    """Within: ``model`` in eval mode under ``torch.inference_mode``; its training mode is put
+    back afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def score_batches(
     model: BucketingModule,
     split: str,
-    batches: Iterable[Any],
+    batches: HeldOutBatches,
     batch_nll: BatchNll,
     device: torch.device,
-    progress: Progress,
+    show_progress: bool,
 ) -> SplitScores:
-    """Loss and perplexity of ``model`` in eval mode over every batch of ``batches`` (each
-    moved to ``device``, scored by ``batch_nll``); ``progress`` advances by one per batch. The
-    model's training mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
+    """Loss and perplexity of ``model`` in :func:`evaluation_mode` over every batch of
+    ``batches`` (each moved to ``device``, scored by ``batch_nll``), with a progress bar."""
     nll_sum, num_tokens = 0.0, 0
-    try:
+    label = f"score {split}"
+    with (
+        evaluation_mode(model),
+        Progress(len(batches), label, enabled=show_progress, unit="batch") as bar,
+    ):
         for batch in batches:
             batch_nll_sum, batch_tokens = batch_nll(model, batch.to(device))
             nll_sum += float(batch_nll_sum)
             num_tokens += int(batch_tokens)
-            progress.update(1)
-    finally:
-        model.train(was_training)
+            bar.update(1)
     return SplitScores(
         split=split,
         loss=nll_sum / max(num_tokens, 1),

@@ -21,8 +21,9 @@ class MetricsLogger:
     """Appends metric rows; a resumed run appends to the same file.
 
     Every row has ``kind`` (``train``, ``valid`` or ``test``) and ``update``; the other fields
-    are numbers or strings. CSV columns are fixed by the first row of each kind, so each kind
-    goes to its own file (``metrics-train.csv``, ``metrics-valid.csv``, ...).
+    are numbers or strings. Each kind has its own CSV file (``metrics-train.csv``,
+    ``metrics-valid.csv``, ...), whose columns are those of its first row, widened when a later
+    row has a field more.
     """
 
     def __init__(self, run_dir: str | Path, fmt: str = "jsonl", tensorboard: bool = True) -> None:
@@ -73,18 +74,20 @@ class MetricsLogger:
     def _append_csv(path: Path, row: dict[str, Any]) -> None:
         """Append ``row``; a field the file has no column for (a run resumed by a newer
         version) widens the header, keeping every row already written."""
-        rows: list[dict[str, Any]] = []
-        columns = list(row)
-        if path.is_file() and path.stat().st_size > 0:
+        exists = path.is_file() and path.stat().st_size > 0
+        columns: list[str] = []
+        if exists:
             with path.open(encoding="utf-8", newline="") as existing:
-                reader = csv.DictReader(existing)
-                columns = list(reader.fieldnames or [])
-                if set(row) <= set(columns):
-                    with path.open("a", encoding="utf-8", newline="") as file:
-                        csv.DictWriter(file, fieldnames=columns).writerow(row)
-                    return
-                rows = list(reader)
-                columns += [name for name in row if name not in columns]
+                columns = next(csv.reader(existing))
+        if exists and set(row) <= set(columns):
+            with path.open("a", encoding="utf-8", newline="") as file:
+                csv.DictWriter(file, fieldnames=columns).writerow(row)
+            return
+        rows: list[dict[str, Any]] = []
+        if exists:
+            with path.open(encoding="utf-8", newline="") as existing:
+                rows = list(csv.DictReader(existing))
+        columns += [name for name in row if name not in columns]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns)
         writer.writeheader()

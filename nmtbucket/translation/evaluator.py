@@ -21,9 +21,8 @@ from nmtbucket.data.iterator import BucketIterator
 from nmtbucket.data.prepare import EvalSplit
 from nmtbucket.data.tokenizer import SentencePieceTokenizer
 from nmtbucket.models import seq2seq_core
-from nmtbucket.progress import Progress
 from nmtbucket.search.decoding import SearchFn, beam_search_fn, define_source_buckets
-from nmtbucket.training.evaluation import score_batches
+from nmtbucket.training.evaluation import evaluation_mode, score_batches
 from nmtbucket.training.loss import label_smoothed_cross_entropy
 from nmtbucket.translation.scores import TranslationSplitScores, translation_scores
 from nmtbucket.translation.translator import translate_sources
@@ -61,21 +60,14 @@ class Evaluator:
 
     def evaluate(self, model: BucketingModule) -> TranslationSplitScores:
         self.iterator.sampler.set_epoch(0)
-        label = f"score {self.split.name}"
-        with Progress(len(self.iterator), label, enabled=self.progress, unit="batch") as bar:
-            loss = score_batches(
-                model, self.split.name, self.iterator, _batch_nll, self.device, bar
-            )
+        loss = score_batches(
+            model, self.split.name, self.iterator, _batch_nll, self.device, self.progress
+        )
         scores = TranslationSplitScores(**dataclasses.asdict(loss))
         if self.with_bleu:
             search_fn = beam_search_fn(seq2seq_core(model), self.search)
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.inference_mode():
-                    scores.hypotheses = self.translate(search_fn)
-            finally:
-                model.train(was_training)
+            with evaluation_mode(model):
+                scores.hypotheses = self.translate(search_fn)
             bleu = translation_scores(scores.hypotheses, self.split.ref_lines)
             scores.bleu, scores.chrf = bleu.bleu, bleu.chrf
             scores.bleu_signature, scores.chrf_signature = bleu.bleu_signature, bleu.chrf_signature
