@@ -222,6 +222,9 @@ class TranslateConfig:
     nbest: int = 1  # >1: write "index ||| translation ||| score" lines, nbest per input
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True  # a progress bar on stderr
+    buffer_lines: int = 10_000  # lines read, sorted into buckets and translated at a time; the
+    # output of each chunk is written before the next is read, so memory does not grow with
+    # the input
     search: SearchConfig = field(default_factory=lambda: SearchConfig(beam_size=5))
 
 

@@ -6,19 +6,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
-def atomic_write_bytes(path: str | Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
-    ``path``: a crash leaves either the old file or the new one, never half of one."""
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through, in as many pieces as needed: a temporary file
+    beside ``path`` that is fsynced and renamed over it when the block ends without an error,
+    and removed when it ends with one. Until then ``path`` keeps its old content (or does not
+    exist), so it is never seen half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
-            write(file)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_name, path)
@@ -26,6 +31,13 @@ def atomic_write_bytes(path: str | Path, write: Any) -> None:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, write: Any) -> None:
+    """Call ``write(file)`` on a binary file that replaces ``path`` atomically (see
+    :func:`atomic_writer`): a crash leaves either the old file or the new one."""
+    with atomic_writer(path) as file:
+        write(file)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -1,15 +1,17 @@
 """CLI ``nmtbucket-translate``: compose ``conf/translate.yaml`` with the command-line overrides,
-read sentences from a file or stdin, translate them with a run directory's model and write one
-line per input line (or ``nbest`` lines in ``index ||| text ||| score`` form) to a file or
-stdout. Logs, warnings and scores go to stderr only."""
+read sentences from a file or stdin ``buffer_lines`` at a time, translate them with a run
+directory's model and write one line per input line (or ``nbest`` lines in
+``index ||| text ||| score`` form) to a file or stdout, chunk by chunk. Logs, warnings and
+scores go to stderr only."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -17,9 +19,9 @@ from omegaconf import DictConfig
 
 from nmtbucket.cli.typed_config import to_typed_config
 from nmtbucket.config import TranslateConfig
-from nmtbucket.data.corpus import read_lines
+from nmtbucket.data.corpus import decode_lines, read_lines
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.files import atomic_write_text
+from nmtbucket.files import atomic_writer
 from nmtbucket.translation.scores import translation_scores
 from nmtbucket.translation.translator import Translation, Translator
 
@@ -31,7 +33,9 @@ STDIO = (None, "-")
 
 
 def run_translate(config: TranslateConfig) -> None:
-    """Translate as ``config`` says (see :class:`TranslateConfig`)."""
+    """Translate as ``config`` says (see :class:`TranslateConfig`): the input is read
+    ``config.buffer_lines`` lines at a time and each chunk's translations are written before
+    the next chunk is read."""
     if not config.checkpoint:
         raise NmtBucketError(
             "checkpoint is required: add checkpoint=RUN_DIR, a run directory that "
@@ -39,13 +43,11 @@ def run_translate(config: TranslateConfig) -> None:
         )
     if config.nbest < 1:
         raise NmtBucketError(f"nbest must be at least 1, got {config.nbest}")
-    lines = _read_input(config.input)
+    if config.buffer_lines < 1:
+        raise NmtBucketError(f"buffer_lines must be at least 1, got {config.buffer_lines}")
     references = None if config.reference is None else read_lines(config.reference)
-    if references is not None and len(references) != len(lines):
-        raise NmtBucketError(
-            f"the reference {config.reference} has {len(references)} lines but the input "
-            f"{config.input or 'stdin'} has {len(lines)}; they must be parallel"
-        )
+    if references is not None and config.input not in STDIO:
+        _check_parallel(config, len(references), count_lines(config.input))
     translator = Translator.from_checkpoint(
         config.checkpoint,
         weights=config.weights,
@@ -55,33 +57,69 @@ def run_translate(config: TranslateConfig) -> None:
         progress=config.progress,
     )
     started = time.monotonic()
-    results = translator.translate_nbest(lines, config.nbest)
+    best: list[str] = []  # the best translations, kept only to score them
+    lines = truncated = 0
+    with _input_lines(config.input) as source, _output(config.output) as write:
+        chunks = translator.translate_chunks(source, config.nbest, config.buffer_lines)
+        for chunk, results in chunks:
+            if references is not None and lines + len(chunk) > len(references):
+                _check_parallel(config, len(references), lines + len(chunk))
+            write(format_output(results, config.nbest, first_index=lines))
+            lines += len(chunk)
+            truncated += translator.truncated_lines
+            if references is not None:
+                best.extend(hypotheses[0].text for hypotheses in results)
+            if lines > len(chunk):
+                log.info("%d lines translated so far", lines)
     seconds = time.monotonic() - started
-    _write_output(config.output, format_output(results, config.nbest))
     log.info(
         "translated %d lines in %.1f s (%.1f sentences/s) with beam %d on %s; %d truncated",
-        len(lines),
+        lines,
         seconds,
-        len(lines) / max(seconds, 1e-9),
+        lines / max(seconds, 1e-9),
         config.search.beam_size,
         translator.device,
-        translator.truncated_lines,
+        truncated,
     )
     if references is not None:
-        scores = translation_scores([r[0].text for r in results], references)
+        _check_parallel(config, len(references), lines)
+        scores = translation_scores(best, references)
         print(f"BLEU {scores.bleu:.2f}  chrF {scores.chrf:.2f}", file=sys.stderr)
         print(f"  {scores.bleu_signature}\n  {scores.chrf_signature}", file=sys.stderr)
 
 
-def format_output(results: Sequence[Sequence[Translation]], nbest: int) -> str:
+def _check_parallel(config: TranslateConfig, reference_lines: int, input_lines: int) -> None:
+    if reference_lines != input_lines:
+        raise NmtBucketError(
+            f"the reference {config.reference} has {reference_lines} lines but the input "
+            f"{config.input or 'stdin'} has {input_lines}; they must be parallel"
+        )
+
+
+def count_lines(path: str) -> int:
+    """Lines in the file ``path`` as :func:`read_lines` counts them, read in blocks."""
+    if not Path(path).is_file():
+        raise NmtBucketError(f"input file not found: {path}")
+    count, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def format_output(
+    results: Sequence[Sequence[Translation]], nbest: int, first_index: int = 0
+) -> str:
     """One line per input with ``nbest`` 1; else Moses-style ``index ||| text ||| score`` lines
-    (index from 0), ``nbest`` per input, best first. A line break inside a translation (a
-    target vocabulary could hold one) becomes a space, so lines stay aligned with the input."""
+    (index from ``first_index``), ``nbest`` per input, best first. A line break inside a
+    translation (a target vocabulary could hold one) becomes a space, so lines stay aligned
+    with the input."""
     if nbest == 1:
         return "".join(f"{_one_line(hypotheses[0].text)}\n" for hypotheses in results)
     return "".join(
         f"{index} ||| {_one_line(h.text)} ||| {h.score:.6f}\n"
-        for index, hypotheses in enumerate(results)
+        for index, hypotheses in enumerate(results, start=first_index)
         for h in hypotheses
     )
 
@@ -90,30 +128,38 @@ def _one_line(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
-def _read_input(path: str | None) -> list[str]:
-    if path not in STDIO:
-        return read_lines(path)
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise NmtBucketError(
-            f"stdin:{line}: invalid UTF-8 ({data[err.start : err.start + 4]!r}); the input must "
-            "be UTF-8 text"
-        ) from None
-    lines = text.split("\n")
-    if lines[-1] == "":  # the final newline ends the last line; it does not start another
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
-
-
-def _write_output(path: str | None, text: str) -> None:
+@contextmanager
+def _input_lines(path: str | None) -> Iterator[Iterator[str]]:
+    """The lines of the file ``path`` or of stdin, read as they are needed."""
     if path in STDIO:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        atomic_write_text(path, text)  # an existing file is replaced only once all is done
+        yield decode_lines(sys.stdin.buffer, "stdin")
+        return
+    assert path is not None
+    if not Path(path).is_file():
+        raise NmtBucketError(f"input file not found: {path}")
+    with open(path, "rb") as handle:
+        yield decode_lines(handle, path)
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[Callable[[str], None]]:
+    """A function writing text to stdout (flushed at once) or to the file ``path``, which is
+    replaced only when the block ends without an error: never left half-written."""
+    if path in STDIO:
+
+        def write_stdout(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+        yield write_stdout
+        return
+    assert path is not None
+    with atomic_writer(path) as file:
+
+        def write_file(text: str) -> None:
+            file.write(text.encode("utf-8"))
+
+        yield write_file
 
 
 @hydra.main(version_base=None, config_path="pkg://nmtbucket.conf", config_name="translate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from nmtbucket.errors import NmtBucketError
@@ -19,15 +20,22 @@ def read_lines(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"corpus file not found: {path}")
-    lines: list[str] = []
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise CorpusError(
-                    f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
-                    f"({raw[err.start : err.start + 4]!r}); re-encode the file as UTF-8"
-                ) from None
-            lines.append(text.rstrip("\r\n"))
-    return lines
+        return list(decode_lines(handle, str(path)))
+
+
+def decode_lines(handle: Iterable[bytes], name: str) -> Iterator[str]:
+    """The lines of a binary stream ``handle`` (split at ``\n`` only) as text without their
+    line endings, one at a time; ``name`` (a path, or ``stdin``) goes into errors.
+
+    Invalid UTF-8 raises :class:`CorpusError` naming the stream, the 1-based line and the byte.
+    """
+    for number, raw in enumerate(handle, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CorpusError(
+                f"{name}:{number}: invalid UTF-8 at byte {err.start} of the line "
+                f"({raw[err.start : err.start + 4]!r}); re-encode the file as UTF-8"
+            ) from None
+        yield text.rstrip("\r\n")

@@ -35,10 +35,17 @@ class Seq2Seq(nn.Module, ABC, Generic[StateT]):
     """The shared layers of an encoder-decoder, independent of any bucket key.
 
     Teacher forcing: ``decode(tgt_in, encode(src, src_lengths))`` gives logits for every target
-    position. Incremental decoding: ``init_decoder_state`` allocates a state of *static* shape
-    (it never grows with the step, so a step can be captured once and replayed), and each
-    ``decode_step`` consumes the previous token of every row. Row ``b`` of every batch-shaped
-    tensor in a state belongs to hypothesis ``b``; ``reorder_state`` selects rows (beam search).
+    position. Incremental decoding: ``init_decoder_state`` starts a state for the B sentences of
+    an encoded batch, one row each, and each ``decode_step`` consumes the previous token of
+    every row. Rows are hypotheses, grouped by sentence: R = k x B rows, the k of sentence b at
+    ``b*k .. b*k + k - 1``, so what depends only on the source (encoder outputs, their
+    attention keys and values) is kept once per sentence and never copied per hypothesis.
+    ``reorder_state`` selects rows (beam search) and drops finished sentences.
+
+    A state is either growing (its caches hold the steps taken so far, so nothing is computed
+    or copied for steps not yet taken: the CPU's choice) or *static* (allocated for
+    ``max_output_len`` steps with shapes that never change with the step, so that one step can
+    be captured once as a CUDA graph and replayed).
     """
 
     src_embed: nn.Embedding
@@ -69,23 +76,32 @@ class Seq2Seq(nn.Module, ABC, Generic[StateT]):
         """Teacher forcing: logits (B, T, V) for decoder inputs ``tgt_in`` (B, T) int64."""
 
     @abstractmethod
-    def init_decoder_state(self, encoder_state: EncoderState, max_output_len: int) -> StateT:
-        """A decoder state for up to ``max_output_len`` steps, before the first step."""
+    def init_decoder_state(
+        self, encoder_state: EncoderState, max_output_len: int, static: bool = False
+    ) -> StateT:
+        """A decoder state for up to ``max_output_len`` steps, before the first step, with one
+        row per sentence; ``static`` preallocates it for all of them (see the class)."""
 
     @abstractmethod
     def decode_step(
         self, state: StateT, prev_tokens: torch.Tensor, step: int | torch.Tensor
     ) -> tuple[torch.Tensor, StateT]:
-        """One step: logits (B, V) for the token after ``prev_tokens`` (B,), and the new state.
+        """One step: logits (R, V) for the token after ``prev_tokens`` (R,), and the new state.
 
-        ``step`` counts from 0 (``prev_tokens`` is BOS at step 0); a 0-d int64 tensor keeps it
-        out of Python so one captured step serves every position. The returned state may share
-        storage with ``state`` (caches are written in place): use only the returned one.
+        ``step`` counts from 0 (``prev_tokens`` is BOS at step 0). A static state also takes a
+        0-d int64 tensor, which keeps the step out of Python so one captured step serves every
+        position. The returned state may share storage with ``state`` (caches may be written in
+        place): use only the returned one.
         """
 
     @abstractmethod
-    def reorder_state(self, state: StateT, indices: torch.Tensor) -> StateT:
-        """The state whose row ``i`` is row ``indices[i]`` (int64, (B',)) of ``state``."""
+    def reorder_state(
+        self, state: StateT, indices: torch.Tensor, sentences: torch.Tensor | None = None
+    ) -> StateT:
+        """The state whose row ``i`` is row ``indices[i]`` (int64, (R',)) of ``state``, grouped by
+        sentence as the class says. ``sentences`` (int64, (B',)), when given, are the
+        sentences that remain (the others are finished); ``indices`` must then pick rows of
+        those sentences only, in the same order."""
 
     def forward(
         self,

@@ -42,13 +42,15 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LSTMDecoderState:
-    """The recurrent state; its shapes never depend on the step."""
+    """The recurrent state, whose shapes never depend on the step. The encoder outputs belong to
+    the B sentences, the recurrent state to the R = k x B hypothesis rows (a sentence's k rows
+    consecutive)."""
 
     memory: torch.Tensor  # (B, S, d_model) encoder outputs
     src_mask: torch.Tensor  # (B, S) bool
-    hidden: torch.Tensor  # (N, B, d_model)
-    cell: torch.Tensor  # (N, B, d_model)
-    feed: torch.Tensor  # (B, d_model) the previous attentional state (zeros before step 0)
+    hidden: torch.Tensor  # (N, R, d_model)
+    cell: torch.Tensor  # (N, R, d_model)
+    feed: torch.Tensor  # (R, d_model) the previous attentional state (zeros before step 0)
 
 
 class LSTMEncoder(nn.Module):
@@ -129,7 +131,7 @@ class LSTMSeq2Seq(Seq2Seq[LSTMDecoderState]):
         return self.output(torch.cat(attentional, dim=1))  # (B, T, V)
 
     def init_decoder_state(
-        self, encoder_state: EncoderState, max_output_len: int
+        self, encoder_state: EncoderState, max_output_len: int, static: bool = False
     ) -> LSTMDecoderState:
         memory = encoder_state.memory  # (B, S, d_model)
         zeros = memory.new_zeros(self.decoder.num_layers, memory.shape[0], self.d_model)
@@ -144,14 +146,25 @@ class LSTMSeq2Seq(Seq2Seq[LSTMDecoderState]):
     def decode_step(
         self, state: LSTMDecoderState, prev_tokens: torch.Tensor, step: int | torch.Tensor
     ) -> tuple[torch.Tensor, LSTMDecoderState]:
-        x = self.dropout(self.tgt_embed(prev_tokens[:, None]))  # (B, 1, d_model)
+        x = self.dropout(self.tgt_embed(prev_tokens[:, None]))  # (R, 1, d_model)
         h_tilde, state = self._step(state, x)
-        return self.output(h_tilde)[:, 0], state  # (B, V)
+        return self.output(h_tilde)[:, 0], state  # (R, V)
 
-    def reorder_state(self, state: LSTMDecoderState, indices: torch.Tensor) -> LSTMDecoderState:
+    def reorder_state(
+        self,
+        state: LSTMDecoderState,
+        indices: torch.Tensor,
+        sentences: torch.Tensor | None = None,
+    ) -> LSTMDecoderState:
+        memory, src_mask = state.memory, state.src_mask
+        if sentences is not None:
+            memory, src_mask = (
+                memory.index_select(0, sentences),
+                src_mask.index_select(0, sentences),
+            )
         return LSTMDecoderState(
-            memory=state.memory.index_select(0, indices),
-            src_mask=state.src_mask.index_select(0, indices),
+            memory=memory,
+            src_mask=src_mask,
             hidden=state.hidden.index_select(1, indices),
             cell=state.cell.index_select(1, indices),
             feed=state.feed.index_select(0, indices),
@@ -160,11 +173,15 @@ class LSTMSeq2Seq(Seq2Seq[LSTMDecoderState]):
     def _step(
         self, state: LSTMDecoderState, x: torch.Tensor
     ) -> tuple[torch.Tensor, LSTMDecoderState]:
-        """One decoder position from embedded input ``x`` (B, 1, d_model): h~ (B, 1, d_model)."""
+        """One decoder position from embedded input ``x`` (R, 1, d_model): h~ (R, 1, d_model).
+        In teacher forcing R = B; in search a sentence's k hypotheses attend to its source
+        together."""
         if self.input_feeding:
             x = torch.cat([x, state.feed[:, None]], dim=-1)  # (B, 1, 2 d_model)
-        h, (hidden, cell) = self.decoder(x, (state.hidden, state.cell))  # (B, 1, d_model)
-        h_tilde = self._attend(h, state.memory, state.src_mask)
+        h, (hidden, cell) = self.decoder(x, (state.hidden, state.cell))  # (R, 1, d_model)
+        sentences = state.memory.shape[0]
+        grouped = h.view(sentences, -1, h.shape[-1])  # (B, k, d_model): a sentence's rows
+        h_tilde = self._attend(grouped, state.memory, state.src_mask).view_as(h)  # (R, 1, d)
         return h_tilde, replace(state, hidden=hidden, cell=cell, feed=h_tilde[:, 0])
 
     def _attend(

@@ -1,10 +1,10 @@
-"""A pre-norm Transformer encoder-decoder with sinusoidal positions and a static-shape key/value
-cache for incremental decoding."""
+"""A pre-norm Transformer encoder-decoder with sinusoidal positions and a key/value cache for
+incremental decoding: growing with the steps, or preallocated for static shapes."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import torch
@@ -42,13 +42,16 @@ def causal_mask(length: int, device: torch.device | None = None) -> torch.Tensor
 
 @dataclass
 class TransformerDecoderState:
-    """The static-shape incremental state: every tensor is allocated for ``max_output_len``."""
+    """The incremental state. Self-attention keys/values belong to hypothesis rows; the encoder's
+    keys/values and mask belong to sentences and are shared by a sentence's hypotheses, whose
+    rows are consecutive (R = k x B rows for B sentences)."""
 
-    self_kv: torch.Tensor  # (N, 2, B, H, L, d_head) keys/values of past steps, zeros after
+    self_kv: list[torch.Tensor]  # per layer (2, R, H, T, d_head): T = steps so far (growing),
+    # or L = max_output_len preallocated (static), zeros after the steps taken
     cross_kv: torch.Tensor  # (N, 2, B, H, S, d_head) encoder keys/values, computed once
     src_mask: torch.Tensor  # (B, 1, 1, S) bool
     positions: torch.Tensor  # (L, d_model) position table, shared by all rows
-    cache_positions: torch.Tensor  # (L,) int64 arange, to mask cache slots after the step
+    static: bool  # every step has the same shapes: a preallocated cache read through a mask
 
 
 class MultiHeadAttention(nn.Module):
@@ -131,18 +134,31 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         self_kv: torch.Tensor,
-        step: torch.Tensor,
-        cache_mask: torch.Tensor,
         cross_kv: torch.Tensor,
         src_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """One position ``x`` (B, 1, d_model); writes its keys/values into ``self_kv``
-        (2, B, H, L, d_head) at slot ``step`` (1,) and attends to the slots ``cache_mask``
-        allows."""
+        slot: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One position ``x`` (R, 1, d_model) of R = k x B hypothesis rows, a sentence's k rows
+        consecutive; returns the layer's output (R, 1, d_model) and its self-attention cache.
+
+        ``slot`` None: the cache ``self_kv`` (2, R, H, T, d_head) holds the T steps so far; the
+        new keys/values are appended and attention reads all of them. ``slot`` (1,) int64: the
+        cache is preallocated (2, R, H, L, d_head); they are written at ``slot`` in place and
+        attention masks the slots after it, so the shapes never change. The k rows of a
+        sentence query its encoder keys/values ``cross_kv`` (2, B, H, S, d_head) together."""
         h = self.self_norm(x)
-        self_kv.index_copy_(3, step, self.self_attn.keys_values(h))
-        x = x + self.dropout(self.self_attn(h, self_kv, cache_mask))
-        return self._cross_and_ff(x, cross_kv, src_mask)
+        new_kv = self.self_attn.keys_values(h)  # (2, R, H, 1, d_head)
+        if slot is None:
+            self_kv = torch.cat([self_kv, new_kv], dim=3)  # (2, R, H, T + 1, d_head)
+            mask = None
+        else:
+            self_kv.index_copy_(3, slot, new_kv)
+            slots = torch.arange(self_kv.shape[3], device=slot.device)  # (L,)
+            mask = (slots <= slot)[None, :]  # (1, L)
+        x = x + self.dropout(self.self_attn(h, self_kv, mask))
+        sentences = cross_kv.shape[1]
+        grouped = x.view(sentences, -1, x.shape[-1])  # (B, k, d_model)
+        return self._cross_and_ff(grouped, cross_kv, src_mask).view_as(x), self_kv
 
     def _cross_and_ff(
         self, x: torch.Tensor, cross_kv: torch.Tensor, src_mask: torch.Tensor
@@ -208,45 +224,58 @@ class Transformer(Seq2Seq[TransformerDecoderState]):
         return self.output(self.decoder_norm(x))  # (B, T, V)
 
     def init_decoder_state(
-        self, encoder_state: EncoderState, max_output_len: int
+        self, encoder_state: EncoderState, max_output_len: int, static: bool = False
     ) -> TransformerDecoderState:
         memory = encoder_state.memory  # (B, S, d_model)
         cross_kv = torch.stack(
             [layer.cross_attn.keys_values(memory) for layer in self._decoder_stack()]
         )  # (N, 2, B, H, S, dh)
         num_layers, _, batch, heads, _, d_head = cross_kv.shape
-        self_kv = memory.new_zeros(num_layers, 2, batch, heads, max_output_len, d_head)
+        steps = max_output_len if static else 0
         return TransformerDecoderState(
-            self_kv=self_kv,
+            self_kv=[memory.new_zeros(2, batch, heads, steps, d_head) for _ in range(num_layers)],
             cross_kv=cross_kv,
             src_mask=encoder_state.src_mask[:, None, None, :],
             positions=sinusoid_table(max_output_len, self.d_model, memory.device).to(memory.dtype),
-            cache_positions=torch.arange(max_output_len, device=memory.device),
+            static=static,
         )
 
     def decode_step(
         self, state: TransformerDecoderState, prev_tokens: torch.Tensor, step: int | torch.Tensor
     ) -> tuple[torch.Tensor, TransformerDecoderState]:
-        step_index = torch.as_tensor(step, device=prev_tokens.device).reshape(1)  # (1,)
-        position = state.positions.index_select(0, step_index)  # (1, d_model)
-        x = self.tgt_embed(prev_tokens[:, None]) * self.embed_scale + position  # (B, 1, d_model)
+        slot = None  # the growing cache appends
+        if state.static:
+            slot = torch.as_tensor(step, device=prev_tokens.device).reshape(1)  # (1,)
+            position = state.positions.index_select(0, slot)  # (1, d_model)
+        else:
+            position = state.positions[int(step)][None]  # (1, d_model)
+        x = self.tgt_embed(prev_tokens[:, None]) * self.embed_scale + position  # (R, 1, d_model)
         x = self.dropout(x)
-        cache_mask = (state.cache_positions <= step_index)[None, :]  # (1, L)
-        for i, layer in enumerate(self._decoder_stack()):
-            x = layer.step(
-                x, state.self_kv[i], step_index, cache_mask, state.cross_kv[i], state.src_mask
-            )
-        return self.output(self.decoder_norm(x))[:, 0], state  # (B, V)
+        self_kv = []
+        for layer, layer_kv, cross_kv in zip(
+            self._decoder_stack(), state.self_kv, state.cross_kv, strict=True
+        ):
+            x, layer_kv = layer.step(x, layer_kv, cross_kv, state.src_mask, slot)
+            self_kv.append(layer_kv)
+        logits = self.output(self.decoder_norm(x))[:, 0]  # (R, V)
+        return logits, replace(state, self_kv=self_kv)
 
     def reorder_state(
-        self, state: TransformerDecoderState, indices: torch.Tensor
+        self,
+        state: TransformerDecoderState,
+        indices: torch.Tensor,
+        sentences: torch.Tensor | None = None,
     ) -> TransformerDecoderState:
-        return TransformerDecoderState(
-            self_kv=state.self_kv.index_select(2, indices),
-            cross_kv=state.cross_kv.index_select(2, indices),
-            src_mask=state.src_mask.index_select(0, indices),
-            positions=state.positions,
-            cache_positions=state.cache_positions,
+        if sentences is None:
+            cross_kv, src_mask = state.cross_kv, state.src_mask
+        else:
+            cross_kv = state.cross_kv.index_select(2, sentences)
+            src_mask = state.src_mask.index_select(0, sentences)
+        return replace(
+            state,
+            self_kv=[kv.index_select(1, indices) for kv in state.self_kv],
+            cross_kv=cross_kv,
+            src_mask=src_mask,
         )
 
     def _decoder_stack(self) -> list[DecoderLayer]:

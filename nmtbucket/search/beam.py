@@ -1,7 +1,17 @@
-"""Batched beam search with static shapes: B sentences x K hypotheses decoded as B*K rows.
-Finished hypotheses stay in the beam with frozen scores (Sockeye style) and are also copied to
-a per-sentence list of the N best finished ones, which the result is read from, so a finished
-hypothesis pushed out of the beam is never lost. Built from :mod:`.beam_pieces`."""
+"""Batched beam search whose batch shrinks: the CPU's search (:mod:`.static_beam` keeps static
+shapes for captured CUDA graphs).
+
+- Step 0 runs with one row per sentence; its K best tokens then become the K hypotheses.
+- Each step ranks the 2K best continuations of a sentence. Those of the first K that end (EOS
+  or the sentence's limit) are finished and kept apart, with the N best finished so far; the K
+  best that go on fill the beam, so a finished hypothesis never takes a live slot.
+- A sentence is done when all of its first K candidates end (K finished hypotheses at one step:
+  the beam of K holds nothing live), when no live hypothesis can still beat its N-th finished
+  one, or at its limit. Done sentences leave the batch: the decoder state keeps only the rows
+  of the sentences still searched.
+- What depends only on the source (encoder outputs and their attention keys and values) stays
+  at one row per sentence and is never copied per hypothesis (see :class:`Seq2Seq`).
+"""
 
 from __future__ import annotations
 
@@ -12,98 +22,118 @@ import torch
 import torch.nn.functional as F
 
 from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
-from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.search.beam_pieces import (
+    NEG_INF,
     FinishedHypotheses,
     Hypothesis,
-    collect_nbest,
-    expand_rows,
+    check_beam_arguments,
     flat_rows,
-    initial_scores,
     keep_finished,
-    mask_finished,
+    length_penalty,
     no_finished_hypotheses,
     rows_done,
-    top_k_candidates,
-    update_finished,
 )
+from nmtbucket.search.candidates import continuing, top_candidates
 from nmtbucket.search.limits import forbid_tokens
 
 
 @dataclass
-class Beams:
-    """The search state between steps; no tensor changes shape during a search."""
+class LiveBeams:
+    """The sentences still searched and their k hypotheses each (1 before step 0, then K), all of
+    the same length: the steps taken."""
 
-    raw_scores: torch.Tensor  # (B, K) float32 log-probs of the tokens so far
-    normalized: torch.Tensor  # (B, K) raw_scores / length_penalty(lengths)
-    lengths: torch.Tensor  # (B, K) int64 tokens generated, EOS included
-    finished: torch.Tensor  # (B, K) bool: EOS, limit reached, or the sentence is done
-    history: torch.Tensor  # (B*K, L) int64 tokens generated, PAD after a hypothesis ends
-    kept: FinishedHypotheses  # the N best finished so far, also those that left the beam
+    sentences: torch.Tensor  # (B',) int64 each live sentence's row in the batch
+    limits: torch.Tensor  # (B',) int64 its output limit, EOS included
+    raw_scores: torch.Tensor  # (B', k) float32 log-probs so far; -inf: a dead row
+    history: torch.Tensor  # (B'*k, L) int64 tokens so far, PAD after them
+    kept: FinishedHypotheses  # (B', N) the N best finished so far
+
+    def select(self, live: torch.Tensor) -> LiveBeams:
+        """The beams of the sentences ``live`` ((B'',) int64 positions among these), in order."""
+        batch, beam = self.raw_scores.shape
+        history = self.history.view(batch, beam, -1).index_select(0, live)
+        return LiveBeams(
+            sentences=self.sentences.index_select(0, live),
+            limits=self.limits.index_select(0, live),
+            raw_scores=self.raw_scores.index_select(0, live),
+            history=history.view(len(live) * beam, -1),
+            kept=self.kept.select(live),
+        )
 
 
-def initial_beams(max_output_lens: torch.Tensor, beam_size: int, max_len: int, nbest: int) -> Beams:
-    """The beams before step 0 for per-row limits ``max_output_lens`` (B,) and L = ``max_len``."""
-    raw_scores = initial_scores(max_output_lens, beam_size)  # (B, K)
-    lengths = torch.zeros_like(raw_scores, dtype=torch.long)  # (B, K)
-    return Beams(
-        raw_scores=raw_scores,
-        normalized=raw_scores.clone(),  # 0 or -inf: the same under any length penalty
-        lengths=lengths,
-        finished=(max_output_lens < 1)[:, None].expand_as(lengths),
-        history=torch.full((raw_scores.numel(), max_len), PAD_ID, device=raw_scores.device),
-        kept=no_finished_hypotheses(max_output_lens, nbest, max_len),
+def first_beams(
+    sentences: torch.Tensor, limits: torch.Tensor, max_len: int, nbest: int
+) -> LiveBeams:
+    """One empty hypothesis scored 0 for each of ``sentences`` (B,) with ``limits`` (B,) >= 1."""
+    batch = len(sentences)
+    return LiveBeams(
+        sentences=sentences,
+        limits=limits,
+        raw_scores=torch.zeros((batch, 1), device=limits.device),
+        history=torch.full((batch, max_len), PAD_ID, device=limits.device),
+        kept=no_finished_hypotheses(limits, nbest, max_len),
     )
 
 
+def extend(
+    history: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor, step: int
+) -> torch.Tensor:
+    """(R', L) the histories of ``rows`` (R',) of ``history`` (R, L) with ``tokens`` (R',) at
+    ``step``."""
+    extended = history.index_select(0, rows)
+    extended[:, step] = tokens
+    return extended
+
+
 def advance(
-    beams: Beams,
+    beams: LiveBeams,
     log_probs: torch.Tensor,
     step: int,
-    max_output_lens: torch.Tensor,
+    beam_size: int,
     nbest: int,
     alpha: float,
     eos_id: int,
-) -> tuple[Beams, torch.Tensor]:
-    """The beams after one step whose next-token ``log_probs`` are (B, K, V), and the (B*K,)
-    decoder rows the new hypotheses extend (to reorder the decoder state by)."""
-    next_lengths = beams.lengths + (~beams.finished).long()  # (B, K)
-    log_probs = mask_finished(log_probs, beams.finished, PAD_ID)  # (B, K, V)
-    beam_indices, tokens, raw_scores, normalized = top_k_candidates(
-        beams.raw_scores, log_probs, next_lengths, alpha
-    )  # each (B, K)
-    rows = flat_rows(beam_indices)  # (B*K,)
-    lengths = next_lengths.gather(1, beam_indices)  # (B, K)
-    was_finished = beams.finished.gather(1, beam_indices)  # (B, K)
-    finished = update_finished(was_finished, tokens, lengths, max_output_lens, eos_id)
-    history = beams.history.index_select(0, rows)  # (B*K, L)
-    history[:, step] = tokens.view(-1)
-    newly = finished & ~was_finished  # (B, K)
-    kept = keep_finished(beams.kept, newly, raw_scores, normalized, lengths, history)
-    # Stop rules see each finished hypothesis once (from kept) plus the beam's active ones.
-    done = rows_done(
+) -> tuple[LiveBeams, torch.Tensor, torch.Tensor]:
+    """One step for next-token ``log_probs`` (B', k, V): the new beams (K hypotheses per
+    sentence), the (B'*K,) rows of the current hypotheses they extend (to reorder the decoder
+    state by) and (B',) bool sentences that are done."""
+    batch, beam, _ = log_probs.shape
+    length = step + 1
+    candidates = top_candidates(
+        beams.raw_scores, log_probs, 2 * beam_size, beams.limits <= length, eos_id
+    )  # (B', 2K)
+    penalty = float(length_penalty(torch.tensor(length), alpha))
+    lengths = torch.full((batch, beam_size), length, device=log_probs.device)  # (B', K)
+    first = slice(0, beam_size)
+    newly = candidates.ends[:, first]  # (B', K)
+    ending_rows = flat_rows(candidates.parents[:, first], beam)
+    kept = keep_finished(
+        beams.kept,
+        newly,
+        candidates.raw_scores[:, first],
+        candidates.raw_scores[:, first] / penalty,
+        lengths,
+        extend(beams.history, ending_rows, candidates.tokens[:, first].reshape(-1), step),
+    )
+    picked, raw_scores = continuing(candidates, beam_size)  # (B', K) each
+    rows = flat_rows(candidates.parents.gather(1, picked), beam)  # (B'*K,)
+    tokens = candidates.tokens.gather(1, picked).view(-1)  # (B'*K,)
+    dead = raw_scores == NEG_INF  # (B', K)
+    bound_reached = rows_done(
         torch.cat([kept.raw_scores, raw_scores], dim=1),
-        torch.cat([kept.normalized, normalized.masked_fill(finished, float("-inf"))], dim=1),
+        torch.cat([kept.normalized, raw_scores / penalty], dim=1),
         torch.cat([kept.lengths, lengths], dim=1),
-        torch.cat([torch.ones_like(kept.lengths, dtype=torch.bool), finished], dim=1),
-        max_output_lens,
+        torch.cat([torch.ones_like(kept.lengths, dtype=torch.bool), dead], dim=1),
+        beams.limits,
         nbest,
         alpha,
-    )  # (B,)
-    beams = Beams(raw_scores, normalized, lengths, finished | done[:, None], history, kept)
-    return beams, rows
-
-
-def check_beam_arguments(beam_size: int, nbest: int) -> None:
-    """Raise :class:`NmtBucketError` unless ``1 <= nbest <= beam_size``."""
-    if beam_size < 1:
-        raise NmtBucketError(f"search.beam_size must be at least 1, got {beam_size}")
-    if not 1 <= nbest <= beam_size:
-        raise NmtBucketError(
-            f"nbest must be between 1 and search.beam_size ({beam_size}), got {nbest}; "
-            "ask for fewer hypotheses or raise search.beam_size"
-        )
+    )  # (B',)
+    all_first_end = (newly | ~candidates.valid[:, first]).all(dim=1)  # (B',)
+    new_beams = LiveBeams(
+        beams.sentences, beams.limits, raw_scores, extend(beams.history, rows, tokens, step), kept
+    )
+    return new_beams, rows, bound_reached | all_first_end
 
 
 @torch.inference_mode()
@@ -124,38 +154,47 @@ def beam_search(
 
     Row b takes at most ``max_output_lens[b]`` (B,) steps; a hypothesis still going at its limit
     ends there without EOS. A row with limit < 1 gives ``nbest`` empty hypotheses scored 0. Put
-    ``core`` in eval mode first.
-
-    ``state_len`` (default ``max(max_output_lens)``, never less) sizes the decoder state and
-    history: pass the same value for every batch of a bucket to keep their shapes identical."""
+    ``core`` in eval mode first. ``state_len`` is accepted for the static search's signature
+    and unused: nothing here is sized ahead."""
     check_beam_arguments(beam_size, nbest)
     batch = src.shape[0]
-    if batch == 0:
-        return []
     limits = max_output_lens.to(src_lengths.device)  # (B,)
-    max_len = max(int(limits.max()), state_len or 0)
-    if int(limits.max()) < 1:
-        return [[Hypothesis([], 0.0, 0.0) for _ in range(nbest)] for _ in range(batch)]
+    results = [[Hypothesis([], 0.0, 0.0) for _ in range(nbest)] for _ in range(batch)]
+    room = (limits >= 1).nonzero().view(-1)  # (B',) the rows to search
+    if len(room) == 0:
+        return results
+    max_len = int(limits.max())
     state = core.init_decoder_state(core.encode(src, src_lengths), max_len)
-    state = core.reorder_state(state, expand_rows(batch, beam_size, src_lengths.device))
-    beams = initial_beams(limits, beam_size, max_len, nbest)
-    prev_tokens = torch.full((batch * beam_size,), bos_id, device=src_lengths.device)  # (B*K,)
+    if len(room) < batch:
+        state = core.reorder_state(state, room, room)
+    beams = first_beams(room, limits.index_select(0, room), max_len, nbest)
+    prev_tokens = torch.full((len(room),), bos_id, device=limits.device)  # (B',)
     for step in range(max_len):
-        logits, state = core.decode_step(state, prev_tokens, step)  # (B*K, V)
+        logits, state = core.decode_step(state, prev_tokens, step)  # (B'*k, V)
         # Forbidden tokens are masked after the softmax: scores stay the model's log-probs.
-        log_probs = forbid_tokens(F.log_softmax(logits.float(), dim=-1))  # (B*K, V)
-        log_probs = log_probs.view(batch, beam_size, -1)  # (B, K, V)
-        beams, rows = advance(beams, log_probs, step, limits, nbest, alpha, eos_id)
-        state = core.reorder_state(state, rows)
-        prev_tokens = beams.history[:, step]  # (B*K,)
-        if bool(beams.finished.all()):  # the one host sync per step
-            break
-    kept = beams.kept
-    return collect_nbest(
-        kept.history.cpu(),
-        kept.lengths.cpu(),
-        kept.raw_scores.cpu(),
-        kept.normalized.cpu(),
-        nbest,
-        eos_id,
-    )
+        log_probs = forbid_tokens(F.log_softmax(logits.float(), dim=-1))  # (B'*k, V)
+        live_count = len(beams.sentences)
+        beams, rows, done = advance(
+            beams,
+            log_probs.view(live_count, -1, log_probs.shape[-1]),
+            step,
+            beam_size,
+            nbest,
+            alpha,
+            eos_id,
+        )
+        if bool(done.any()):  # the one host sync per step
+            finished = done.nonzero().view(-1)
+            found = beams.kept.select(finished).best(nbest, eos_id)
+            for sentence, hypotheses in zip(beams.sentences[finished].tolist(), found, strict=True):
+                results[sentence] = hypotheses
+            live = (~done).nonzero().view(-1)  # (B'',)
+            if len(live) == 0:
+                break
+            rows = rows.view(live_count, beam_size).index_select(0, live).view(-1)
+            state = core.reorder_state(state, rows, live)
+            beams = beams.select(live)
+        else:
+            state = core.reorder_state(state, rows)
+        prev_tokens = beams.history[:, step]  # (B''*K,)
+    return results

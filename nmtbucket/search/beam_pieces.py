@@ -1,6 +1,6 @@
-"""The pieces of batched beam search, each a small function on fixed-shape tensors: the length
-penalty, the initial beams, masking finished hypotheses, top-k over the candidates, finishing
-and stopping, and reading the n-best results out at the end."""
+"""The pieces of batched beam search, each a small function on tensors: the length penalty, the
+initial beams, masking finished hypotheses, top-k over the candidates, finishing and stopping,
+and reading the n-best results out at the end."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from nmtbucket.constants import PAD_ID
+from nmtbucket.errors import NmtBucketError
 from nmtbucket.search.limits import trim_outputs
 
 NEG_INF = float("-inf")
@@ -22,6 +23,17 @@ class Hypothesis:
     tokens: list[int]
     score: float
     log_prob: float
+
+
+def check_beam_arguments(beam_size: int, nbest: int) -> None:
+    """Raise :class:`NmtBucketError` unless ``1 <= nbest <= beam_size``."""
+    if beam_size < 1:
+        raise NmtBucketError(f"search.beam_size must be at least 1, got {beam_size}")
+    if not 1 <= nbest <= beam_size:
+        raise NmtBucketError(
+            f"nbest must be between 1 and search.beam_size ({beam_size}), got {nbest}; "
+            "ask for fewer hypotheses or raise search.beam_size"
+        )
 
 
 def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -70,10 +82,11 @@ def top_k_candidates(
     return flat // vocab, flat % vocab, raw_best, best
 
 
-def flat_rows(beam_indices: torch.Tensor) -> torch.Tensor:
-    """(B*K,) decoder rows to select for back-pointers ``beam_indices`` (B, K) within sentences."""
+def flat_rows(beam_indices: torch.Tensor, hypotheses: int | None = None) -> torch.Tensor:
+    """(B*K,) decoder rows to select for back-pointers ``beam_indices`` (B, K) within sentences
+    that have ``hypotheses`` rows each (default K)."""
     batch, beam_size = beam_indices.shape
-    offsets = torch.arange(batch, device=beam_indices.device) * beam_size  # (B,)
+    offsets = torch.arange(batch, device=beam_indices.device) * (hypotheses or beam_size)  # (B,)
     return (offsets[:, None] + beam_indices).view(-1)  # (B*K,)
 
 
@@ -124,6 +137,28 @@ class FinishedHypotheses:
     normalized: torch.Tensor  # (B, N) raw_scores / length_penalty(lengths), descending
     lengths: torch.Tensor  # (B, N) int64 tokens, EOS included
     history: torch.Tensor  # (B*N, L) int64 tokens, PAD after the hypothesis ends
+
+    def select(self, sentences: torch.Tensor) -> FinishedHypotheses:
+        """Those of ``sentences`` ((B',) int64), in that order."""
+        batch, nbest = self.lengths.shape
+        history = self.history.view(batch, nbest, -1).index_select(0, sentences)
+        return FinishedHypotheses(
+            raw_scores=self.raw_scores.index_select(0, sentences),
+            normalized=self.normalized.index_select(0, sentences),
+            lengths=self.lengths.index_select(0, sentences),
+            history=history.view(len(sentences) * nbest, -1),
+        )
+
+    def best(self, nbest: int, eos_id: int) -> list[list[Hypothesis]]:
+        """Per sentence its ``nbest`` hypotheses, best first (see :func:`collect_nbest`)."""
+        return collect_nbest(
+            self.history.cpu(),
+            self.lengths.cpu(),
+            self.raw_scores.cpu(),
+            self.normalized.cpu(),
+            nbest,
+            eos_id,
+        )
 
 
 def no_finished_hypotheses(

@@ -1,4 +1,5 @@
-"""Greedy decoding of a trained encoder-decoder: the arg-max step loop and its results."""
+"""Greedy decoding of a trained encoder-decoder: the arg-max step loop, whose batch shrinks as
+rows end, and its results."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import torch
 
-from nmtbucket.constants import BOS_ID, EOS_ID
+from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.search.limits import forbid_tokens, trim_outputs
 
@@ -19,23 +20,30 @@ def greedy_steps(
     bos_id: int = BOS_ID,
     eos_id: int = EOS_ID,
 ) -> torch.Tensor:
-    """(B, L) int64 arg-max tokens, L <= ``max_output_lens.max()`` (must be >= 1).
+    """(B, L) int64 arg-max tokens, L = ``max_output_lens.max()`` (must be >= 1), PAD after a
+    row ends (EOS or its limit).
 
-    Stops early once every row has produced EOS or reached its limit; tokens after that point
-    in a row are whatever the model said and are cut by :func:`trim_outputs`."""
+    A row that ends leaves the batch: the decoder state keeps only the rows still decoding, and
+    the loop stops once none is left."""
     max_len = int(max_output_lens.max())
+    batch = src.shape[0]
     state = core.init_decoder_state(core.encode(src, src_lengths), max_len)
-    prev_tokens = torch.full_like(src_lengths, bos_id)  # (B,)
-    finished = torch.zeros_like(src_lengths, dtype=torch.bool)  # (B,)
-    outputs = []
+    outputs = torch.full((batch, max_len), PAD_ID, device=src.device)  # (B, L)
+    live = torch.arange(batch, device=src.device)  # (B',) the rows still decoding
+    limits = max_output_lens.to(src.device)  # (B',)
+    prev_tokens = torch.full_like(live, bos_id)  # (B',)
     for step in range(max_len):
-        logits, state = core.decode_step(state, prev_tokens, step)  # (B, V)
-        prev_tokens = forbid_tokens(logits).argmax(dim=-1)  # (B,)
-        outputs.append(prev_tokens)
-        finished = finished | (prev_tokens == eos_id) | (max_output_lens <= step + 1)
-        if bool(finished.all()):
-            break
-    return torch.stack(outputs, dim=1)  # (B, L)
+        logits, state = core.decode_step(state, prev_tokens, step)  # (B', V)
+        prev_tokens = forbid_tokens(logits).argmax(dim=-1)  # (B',)
+        outputs[live, step] = prev_tokens
+        done = (prev_tokens == eos_id) | (limits <= step + 1)  # (B',)
+        if bool(done.any()):  # the one host sync per step
+            going = (~done).nonzero().view(-1)  # (B'',)
+            if len(going) == 0:
+                break
+            state = core.reorder_state(state, going, going)
+            live, limits, prev_tokens = live[going], limits[going], prev_tokens[going]
+    return outputs
 
 
 @torch.inference_mode()

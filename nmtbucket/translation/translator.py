@@ -7,8 +7,9 @@ source-length buckets, and the detokenised results returned in input order.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ from nmtbucket.device import resolve_device
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.progress import Progress
-from nmtbucket.search.beam import check_beam_arguments
+from nmtbucket.search.beam_pieces import check_beam_arguments
 from nmtbucket.search.decoding import (
     SearchFn,
     beam_search_fn,
@@ -32,6 +33,9 @@ from nmtbucket.search.decoding import (
 from nmtbucket.translation.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
+
+TRUNCATION_WARNINGS = 10
+"""Truncated lines warned about one by one per call; the rest are only counted."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,13 @@ class Translator:
         """The best translation of each line, in order; an empty line gives an empty one."""
         return [hypotheses[0].text for hypotheses in self.translate_nbest(lines, nbest=1)]
 
-    def translate_nbest(self, lines: Sequence[str], nbest: int = 1) -> list[list[Translation]]:
-        """The ``nbest`` best translations of each line, best first."""
+    def translate_nbest(
+        self, lines: Sequence[str], nbest: int = 1, first_line: int = 1
+    ) -> list[list[Translation]]:
+        """The ``nbest`` best translations of each line, best first; warnings number the lines
+        from ``first_line``."""
         check_beam_arguments(self.search.beam_size, nbest)
-        sources = self.encode(lines)
+        sources = self.encode(lines, first_line)
         todo = [i for i, tokens in enumerate(sources) if tokens]
         search_fn = beam_search_fn(self.core, self.search, nbest)
         found = translate_sources(
@@ -111,24 +118,43 @@ class Translator:
             results[index] = translations
         return results
 
-    def encode(self, lines: Sequence[str]) -> list[list[int]]:
-        """Token ids with EOS, truncated to the largest bucket; [] for a line with no tokens."""
+    def translate_chunks(
+        self, lines: Iterable[str], nbest: int = 1, buffer_lines: int = 10_000
+    ) -> Iterator[tuple[list[str], list[list[Translation]]]]:
+        """Translations of a stream of lines of any length, ``buffer_lines`` lines at a time:
+        yields each chunk of lines with its ``nbest`` translations per line, in input order,
+        as soon as the chunk is done. Memory holds one chunk; within it, lines are sorted by
+        length into the source buckets, so a larger chunk pads less."""
+        if buffer_lines < 1:
+            raise NmtBucketError(f"buffer_lines must be at least 1, got {buffer_lines}")
+        remaining, first_line = iter(lines), 1
+        while chunk := list(itertools.islice(remaining, buffer_lines)):
+            yield chunk, self.translate_nbest(chunk, nbest, first_line)
+            first_line += len(chunk)
+
+    def encode(self, lines: Sequence[str], first_line: int = 1) -> list[list[int]]:
+        """Token ids with EOS, truncated to the largest bucket; [] for a line with no tokens.
+        Warnings number the lines from ``first_line``."""
         self.truncated_lines = 0
         sources: list[list[int]] = []
-        for number, ids in enumerate(self.src_tokenizer.encode(lines), start=1):
+        for number, ids in enumerate(self.src_tokenizer.encode(lines), start=first_line):
             if not ids:
                 sources.append([])
                 continue
             if len(ids) + 1 > self.max_src_len:
                 self.truncated_lines += 1
-                log.warning(
-                    "line %d has %d tokens; truncated to the first %d (the largest source "
-                    "bucket holds %d with the end-of-sentence token)",
-                    number,
-                    len(ids),
-                    self.max_src_len - 1,
-                    self.max_src_len,
-                )
+                if self.truncated_lines <= TRUNCATION_WARNINGS:
+                    log.warning(
+                        "line %d has %d tokens; truncated to the first %d (the largest source "
+                        "bucket holds %d with the end-of-sentence token)%s",
+                        number,
+                        len(ids),
+                        self.max_src_len - 1,
+                        self.max_src_len,
+                        "; further truncated lines are only counted"
+                        if self.truncated_lines == TRUNCATION_WARNINGS
+                        else "",
+                    )
                 ids = ids[: self.max_src_len - 1]
             sources.append([*ids, EOS_ID])
         return sources

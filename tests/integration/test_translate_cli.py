@@ -102,7 +102,7 @@ def test_nbest_lines(
         (["nbest=9"], "nbest must be between 1 and search.beam_size (5), got 9"),
         (["weights=best", "average=7"], "average=7 with weights=best needs 7"),
         (["+search.beam=3"], "unknown config key search.beam"),
-        (["reference=REF"], "has 2 lines but the input stdin has 1"),
+        (["reference=REF", "input=IN"], "has 2 lines but the input IN has 1"),
         (["device=tpu"], "error: device=tpu is not a device; use auto, cpu, cuda or cuda:N"),
     ],
 )
@@ -116,7 +116,10 @@ def test_errors_say_what_to_change(
 ) -> None:
     reference = tmp_path / "ref.txt"
     reference.write_text("a\nb\n", encoding="utf-8")
-    args = [o.replace("REF", str(reference)) for o in overrides]
+    source = tmp_path / "in.txt"
+    source.write_text("red\n", encoding="utf-8")
+    args = [o.replace("REF", str(reference)).replace("IN", str(source)) for o in overrides]
+    message = message.replace("IN", str(source))
     if not any(o.startswith("checkpoint=") for o in args) and overrides:
         args.append(f"checkpoint={tiny_run}")
     assert _run(monkeypatch, *args, stdin=b"red\n") == 1

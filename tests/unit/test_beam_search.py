@@ -18,8 +18,8 @@ from nmtbucket.errors import NmtBucketError
 from nmtbucket.models import build_seq2seq
 from nmtbucket.models.base import EncoderState, KeyBuffers, Seq2Seq, source_mask
 from nmtbucket.search import Hypothesis, beam_search, greedy_search, length_penalty
-from nmtbucket.search.beam import Beams, advance, check_beam_arguments
 from nmtbucket.search.beam_pieces import (
+    check_beam_arguments,
     collect_nbest,
     expand_rows,
     flat_rows,
@@ -32,6 +32,7 @@ from nmtbucket.search.beam_pieces import (
     update_finished,
 )
 from nmtbucket.search.limits import NEVER_OUTPUT
+from nmtbucket.search.static_beam import Beams, advance
 from tests.unit.test_search import CopyCore
 
 VOCAB = 10
@@ -265,7 +266,9 @@ class ScriptedCore(Seq2Seq[PrefixState]):
     ) -> torch.Tensor:
         raise NotImplementedError("search only steps")
 
-    def init_decoder_state(self, encoder_state: EncoderState, max_output_len: int) -> PrefixState:
+    def init_decoder_state(
+        self, encoder_state: EncoderState, max_output_len: int, static: bool = False
+    ) -> PrefixState:
         batch = encoder_state.memory.shape[0]
         prefix = torch.full((batch, max_output_len), PAD_ID)
         return PrefixState(encoder_state.memory[:, 0, 0].long(), prefix)
@@ -283,7 +286,9 @@ class ScriptedCore(Seq2Seq[PrefixState]):
         ]
         return torch.tensor(rows).log(), state  # (N, V) log-probs serve as logits
 
-    def reorder_state(self, state: PrefixState, indices: torch.Tensor) -> PrefixState:
+    def reorder_state(
+        self, state: PrefixState, indices: torch.Tensor, sentences: torch.Tensor | None = None
+    ) -> PrefixState:
         return PrefixState(state.sentence[indices], state.prefix[indices])
 
     @staticmethod

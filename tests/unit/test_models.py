@@ -115,21 +115,31 @@ INCREMENTAL_CONFIGS = [
 ]
 
 
-def step_logits(core: Seq2Seq, batch, tensor_steps: bool, reorder: torch.Tensor | None = None):
-    """Logits (B, T, V) from decode_step fed the gold tokens; ``reorder`` permutes rows midway."""
+Reorder = tuple[torch.Tensor, torch.Tensor | None]  # reorder_state's (indices, sentences)
+
+
+def step_logits(
+    core: Seq2Seq, batch, tensor_steps: bool, reorders: dict[int, Reorder] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (R, T, V) from decode_step fed the gold tokens, a static state with tensor steps
+    or a growing one with int steps, and the (R,) batch row of each; ``reorders`` calls
+    reorder_state before the steps it names."""
     assert batch.tgt is not None
     tgt_in = teacher_forcing_input(batch.tgt)  # (B, T)
-    state = core.init_decoder_state(core.encode(batch.src, batch.src_lengths), tgt_in.shape[1])
+    encoded = core.encode(batch.src, batch.src_lengths)
+    state = core.init_decoder_state(encoded, tgt_in.shape[1], static=tensor_steps)
+    rows = torch.arange(tgt_in.shape[0])  # (R,) the batch row of each decoder row
     outputs: list[torch.Tensor] = []
     for t in range(tgt_in.shape[1]):
-        if reorder is not None and t == 2:
-            state = core.reorder_state(state, reorder)
-            tgt_in = tgt_in[reorder]
-            outputs = [o[reorder] for o in outputs]
+        if reorders and t in reorders:
+            indices, sentences = reorders[t]
+            state = core.reorder_state(state, indices, sentences)
+            rows = rows[indices]
+            outputs = [o[indices] for o in outputs]
         step = torch.tensor(t) if tensor_steps else t
-        logits, state = core.decode_step(state, tgt_in[:, t], step)  # (B, V)
+        logits, state = core.decode_step(state, tgt_in[rows, t], step)  # (R, V)
         outputs.append(logits)
-    return torch.stack(outputs, dim=1)
+    return torch.stack(outputs, dim=1), rows
 
 
 @pytest.mark.parametrize("config", INCREMENTAL_CONFIGS, ids=lambda c: c.arch)
@@ -139,7 +149,7 @@ def test_incremental_decoding_equals_teacher_forcing(config: ModelConfig, tensor
     batch = make_batch(LengthPair(7, 6), num_filler=1)
     with torch.no_grad():
         expected = core(batch.src, batch.src_lengths, teacher_forcing_input(batch.tgt))
-        got = step_logits(core, batch, tensor_steps)
+        got, _ = step_logits(core, batch, tensor_steps)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -150,8 +160,29 @@ def test_reorder_state_moves_every_row_with_its_history(config: ModelConfig) -> 
     reorder = torch.tensor([2, 0, 0, 1])
     with torch.no_grad():
         expected = core(batch.src, batch.src_lengths, teacher_forcing_input(batch.tgt))[reorder]
-        got = step_logits(core, batch, tensor_steps=False, reorder=reorder)
+        got, _ = step_logits(core, batch, tensor_steps=False, reorders={2: (reorder, reorder)})
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("config", INCREMENTAL_CONFIGS, ids=lambda c: c.arch)
+@pytest.mark.parametrize("tensor_steps", [False, True])
+def test_hypotheses_share_their_sentence_and_finished_sentences_leave(
+    config: ModelConfig, tensor_steps: bool
+) -> None:
+    """Each sentence grows to 3 hypothesis rows reading its encoder state once (no sentences
+    passed), then sentence 1 leaves and the remaining rows are shuffled within sentences:
+    every row still equals teacher forcing of its sentence."""
+    core = eval_core(config)
+    batch = make_batch(LengthPair(7, 6), num_filler=1)
+    three = torch.arange(4).repeat_interleave(3)  # (12,) rows b*3 .. b*3+2 are sentence b
+    kept = torch.tensor([0, 2, 3])
+    shuffled = torch.tensor([2, 2, 0, 7, 6, 6, 9, 11, 10])  # rows of sentences 0, 2, 3
+    reorders: dict[int, Reorder] = {1: (three, None), 3: (shuffled, kept)}
+    with torch.no_grad():
+        expected = core(batch.src, batch.src_lengths, teacher_forcing_input(batch.tgt))
+        got, rows = step_logits(core, batch, tensor_steps, reorders)
+    assert rows.tolist() == [0, 0, 0, 2, 2, 2, 3, 3, 3]
+    torch.testing.assert_close(got, expected[rows], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -40,7 +40,9 @@ class CopyCore(Seq2Seq[CopyState]):
     ) -> torch.Tensor:
         raise NotImplementedError("search only steps")
 
-    def init_decoder_state(self, encoder_state: EncoderState, max_output_len: int) -> CopyState:
+    def init_decoder_state(
+        self, encoder_state: EncoderState, max_output_len: int, static: bool = False
+    ) -> CopyState:
         return CopyState(encoder_state.memory[..., 0].long())
 
     def decode_step(
@@ -50,7 +52,9 @@ class CopyCore(Seq2Seq[CopyState]):
         tokens = state.src[:, int(step) % state.src.shape[1]]  # (B,)
         return F.one_hot(tokens, VOCAB).float() * 10, state
 
-    def reorder_state(self, state: CopyState, indices: torch.Tensor) -> CopyState:
+    def reorder_state(
+        self, state: CopyState, indices: torch.Tensor, sentences: torch.Tensor | None = None
+    ) -> CopyState:
         return CopyState(state.src[indices])
 
 
@@ -69,7 +73,8 @@ def test_stops_at_eos_and_removes_it() -> None:
     out = greedy_search(core, SRC, SRC_LENGTHS, torch.tensor([9, 9, 7]))
     assert out == [[5, 6], [7], [4] * 7]
     assert core.fed[0] == [BOS_ID] * 3
-    assert core.fed[2] == [6, EOS_ID, 4]  # each step is fed the previous step's arg-max
+    assert core.fed[1] == [5, 7, 4]  # each step is fed the previous step's arg-max ...
+    assert core.fed[2] == [6, 4]  # ... and row 1, which ended with EOS, has left the batch
 
 
 def test_respects_each_rows_limit_and_stops_when_all_are_done() -> None:
