@@ -144,6 +144,9 @@ class SearchConfig:
     max_output_extra: int = 10
     max_output_len: int = 200  # absolute cap on output tokens
     token_budget: int = 8192  # sentences x beam x (source length + output limit) per batch
+    static_shapes: bool = False  # keep every batch at all its rows and its whole output length
+    # to the end (the shapes a captured CUDA graph needs; slower); false: finished sentences
+    # leave the batch and caches hold only the steps taken
 
 
 @dataclass

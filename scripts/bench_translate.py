@@ -1,15 +1,33 @@
 #!/usr/bin/env python
-"""Translation benchmark: test-set BLEU/chrF and sentences per second of a trained run, for
-several beam sizes and checkpoint choices (one checkpoint or the average of several).
+"""Translation benchmark: test-set BLEU/chrF, sentences and output pieces per second of a
+trained run, side by side with other systems on the same machine in one run.
 
-Every variant translates the run's test split (or ``--split``) with the Python API
-(``Translator.from_checkpoint(run).translate(lines)``) ``--repeats`` times after one untimed
-warm-up batch; the table gives the sacreBLEU scores (identical across repeats) and the median
-sentences per second (model loading excluded). Writes JSON with the machine, versions, command
-and date.
+Systems (each at every ``--beams`` size):
 
-  python scripts/bench_translate.py runs/multi30k_transformer_cpu --data-root ../shared/data \\
-      --beams 1 5 --weights best last:5 best:3 --json bench/results/translate-cpu.json
+- ``nmtbucket``: this checkout, through the Python API
+  (``Translator.from_checkpoint(run).translate(lines)``), for each ``--weights`` choice and
+  ``--length-penalties`` alpha;
+- ``nmtbucket-static`` (``--static``): the same with ``search.static_shapes=true``;
+- ``nmtbucket-previous`` (``--previous CHECKOUT``): another nmtbucket checkout (for example the
+  commit before a change, ``git worktree add ../before HEAD~1``) on the same run, in a
+  subprocess with that checkout first on ``PYTHONPATH``;
+- ``opennmt`` (``--opennmt MODEL.pt``): ``onmt_translate`` of the peers harness
+  (``../shared/peers``, ``$PEERS_VENVS``, ``$PEERS_WORK``) on the harness's source pieces, with
+  its settings: 64 sentences per batch, ``-length_penalty wu -alpha 1.0``, CPU, the same
+  threads. Its time is its own ``Total translation time``; its pieces are decoded with the
+  harness's sentencepiece model and scored against the same raw reference.
+
+Every measurement translates the whole split once; the systems take turns, ``--repeats``
+rounds, and the table gives medians. nmtbucket's times include tokenising and detokenising
+(model loading and one untimed warm-up batch excluded). Output pieces: every system's
+translations re-encoded with the run's target sentencepiece model, so all count in one unit.
+At beam 1, nmtbucket's outputs are also compared with plain greedy search's.
+
+  python scripts/bench_translate.py runs/multi30k_transformer_cpu --beams 1 5 \\
+      --previous ../before --opennmt $PEERS_WORK/runs/opennmt-1000u/model/model_step_1000.pt \\
+      --json bench/results/translate-side-by-side.json
+  python scripts/bench_translate.py runs/multi30k_transformer_cpu --beams 5 \\
+      --weights best last:5 --repeats 1     # checkpoint choices
   python scripts/bench_translate.py runs/multi30k_transformer_cpu --split val --beams 5 \\
       --repeats 1 --length-penalties 0 0.6 1 1.5 2   # choose the length penalty on val
 """
@@ -21,21 +39,47 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sentencepiece
 import torch
 
 from nmtbucket.config import SearchConfig
 from nmtbucket.data.corpus import read_lines
+from nmtbucket.data.tokenizer import SentencePieceTokenizer
 from nmtbucket.search import Hypothesis, greedy_search
 from nmtbucket.search.decoding import decode_in_buckets
 from nmtbucket.translation.run_folder import RunFolder
 from nmtbucket.translation.scores import translation_scores
 from nmtbucket.translation.translator import Translator
+
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+
+# Times one whole translation with the public API of whatever nmtbucket is first on the path.
+PREVIOUS_WORKER = """
+import json, sys, time, torch
+from nmtbucket.config import SearchConfig
+from nmtbucket.translation.translator import Translator
+run, source, beam, alpha, budget, threads, out = sys.argv[1:]
+torch.set_num_threads(int(threads))
+search = SearchConfig(beam_size=int(beam), length_penalty=float(alpha), token_budget=int(budget))
+translator = Translator.from_checkpoint(run, search=search, device="cpu")
+lines = open(source, encoding="utf-8").read().split("\\n")[:-1]
+translator.translate(lines[:32])
+started = time.perf_counter()
+outputs = translator.translate(lines)
+seconds = time.perf_counter() - started
+json.dump({"seconds": seconds, "outputs": outputs}, open(out, "w", encoding="utf-8"))
+"""
 
 
 def parse_weights(spec: str) -> tuple[str, int]:
@@ -46,9 +90,9 @@ def parse_weights(spec: str) -> tuple[str, int]:
 
 def read_split(
     folder: RunFolder, data_root: str | None, split: str | None
-) -> tuple[list[str], list[str], str]:
-    """Source and reference lines of a split of the run's corpus (default: its test split), and
-    the split's name."""
+) -> tuple[list[str], list[str], str, Path]:
+    """Source and reference lines of a split of the run's corpus (default: its test split), the
+    split's name and the reference file."""
     data = folder.config["data"]
     if data["task"] != "parallel":
         raise SystemExit("this benchmark reads a parallel corpus; the run used another task")
@@ -56,12 +100,13 @@ def read_split(
     split = split or data["test"]
     base = root / data["dir"] / split
     src = read_lines(f"{base}.{data['src_lang']}")
-    ref = read_lines(f"{base}.{data['tgt_lang']}")
-    return src, ref, split
+    reference = Path(f"{base}.{data['tgt_lang']}")
+    return src, read_lines(reference), split, reference
 
 
-def same_as_greedy(translator: Translator, src: list[str], outputs: list[str]) -> int:
-    """How many of ``outputs`` (beam 1) equal plain greedy search's translation."""
+def same_as_greedy(translator: Translator, lines: list[str], outputs: list[str]) -> int:
+    """How many of ``outputs`` (beam 1 of ``lines``) equal plain greedy search's."""
+    src = translator.encode(lines)
 
     def greedy(
         src: torch.Tensor, lengths: torch.Tensor, limits: torch.Tensor, state_len: int
@@ -70,42 +115,154 @@ def same_as_greedy(translator: Translator, src: list[str], outputs: list[str]) -
             [Hypothesis(t, 0.0, 0.0)] for t in greedy_search(translator.core, src, lengths, limits)
         ]
 
-    sources = translator.encode(src)
     found = decode_in_buckets(
-        [s for s in sources if s],
-        translator.src_buckets,
-        translator.search,
-        greedy,
-        translator.device,
+        [s for s in src if s], translator.src_buckets, translator.search, greedy, translator.device
     )
     texts = iter(translator.tgt_tokenizer.decode(h[0].tokens) for h in found)
-    greedy_outputs = [next(texts) if s else "" for s in sources]
+    greedy_outputs = [next(texts) if s else "" for s in src]
     return sum(a == b for a, b in zip(outputs, greedy_outputs, strict=True))
 
 
-def measure(translator: Translator, src: list[str], ref: list[str], repeats: int) -> dict[str, Any]:
+@dataclass
+class Variant:
+    """One system at one setting: ``translate()`` translates the whole split once and returns
+    the seconds it took (as the system reports them) and the detokenised outputs."""
+
+    system: str
+    settings: dict[str, Any]
+    translate: Callable[[], tuple[float, list[str]]]
+    translator: Translator | None = None  # this checkout's, for the greedy check
+    seconds: list[float] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    output_pieces: int = 0
+
+    @property
+    def label(self) -> str:
+        values = "  ".join(f"{k} {v}" for k, v in self.settings.items())
+        return f"{self.system:<18} {values}"
+
+
+def nmtbucket_variant(
+    args: argparse.Namespace, src: list[str], spec: str, beam: int, alpha: float, static: bool
+) -> Variant:
+    """This checkout's Translator for checkpoint choice ``spec``, beam ``beam``, ``alpha``."""
+    weights, average = parse_weights(spec)
+    search = SearchConfig(
+        beam_size=beam,
+        length_penalty=alpha,
+        token_budget=args.token_budget,
+        static_shapes=static,
+    )
+    translator = Translator.from_checkpoint(
+        args.run, weights=weights, average=average, search=search, device=args.device
+    )
     translator.translate(src[:32])  # warm-up: first-call allocations, thread pools
-    seconds, outputs = [], []
-    for _ in range(repeats):
+
+    def translate() -> tuple[float, list[str]]:
         started = time.perf_counter()
         outputs = translator.translate(src)
-        seconds.append(time.perf_counter() - started)
-    scores = translation_scores(outputs, ref)
-    median = statistics.median(seconds)
-    same = None
-    if translator.search.beam_size == 1:
-        same = same_as_greedy(translator, src, outputs)
-        print(f"beam 1 equals greedy search on {same} of {len(src)} sentences", flush=True)
-    return {
+        return time.perf_counter() - started, outputs
+
+    system = "nmtbucket-static" if static else "nmtbucket"
+    settings = {"weights": spec, "beam_size": beam, "length_penalty": alpha}
+    return Variant(system, settings, translate, translator)
+
+
+def previous_variant(
+    args: argparse.Namespace, source: Path, beam: int, alpha: float, scratch: Path
+) -> Variant:
+    """Another nmtbucket checkout (``--previous``) in a subprocess: its best weights."""
+    out = scratch / f"previous-{beam}-{alpha}.json"
+    worker = [sys.executable, "-c", PREVIOUS_WORKER, str(args.run), str(source), str(beam)]
+    worker += [str(alpha), str(args.token_budget), str(torch.get_num_threads()), str(out)]
+    env = dict(os.environ, PYTHONPATH=str(Path(args.previous).resolve()))
+
+    def translate() -> tuple[float, list[str]]:
+        subprocess.run(worker, env=env, check=True, capture_output=True)
+        result = json.loads(out.read_text(encoding="utf-8"))
+        return result["seconds"], result["outputs"]
+
+    settings = {"weights": "best", "beam_size": beam, "length_penalty": alpha}
+    return Variant("nmtbucket-previous", settings, translate)
+
+
+def opennmt_variant(args: argparse.Namespace, beam: int, scratch: Path) -> Variant:
+    """``onmt_translate`` of the peers harness, with the harness's settings."""
+    venvs = Path(os.environ.get("PEERS_VENVS", PEERS / ".venvs"))
+    work = Path(os.environ.get("PEERS_WORK", PEERS / "work"))
+    binary = venvs / "opennmt" / "bin" / "onmt_translate"
+    pieces = work / "pieces" / f"{args.peers_split}.en"
+    for needed in (binary, pieces, work / "spm" / "joint.model"):
+        if not needed.exists():
+            raise SystemExit(f"{needed} not found: run peers/setup.sh opennmt and peers/prep.sh")
+    decoder = sentencepiece.SentencePieceProcessor(model_file=str(work / "spm" / "joint.model"))
+    out = scratch / f"opennmt-{beam}.pieces"
+    threads = str(torch.get_num_threads())
+    command = [str(binary), "-model", str(args.opennmt), "-src", str(pieces), "-output", str(out)]
+    command += ["-beam_size", str(beam), "-batch_size", "64", "-batch_type", "sents"]
+    command += ["-length_penalty", "wu", "-alpha", "1.0", "-gpu", "-1", "-report_time"]
+    # OpenNMT-py 3.5.1 checkpoints pickle an argparse.Namespace, which torch >= 2.6 refuses to
+    # load by default; this is PyTorch's own switch back (as in the peers harness).
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    env |= {"CUDA_VISIBLE_DEVICES": "", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+
+    def translate() -> tuple[float, list[str]]:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        found = re.search(r"Total translation time \(s\): ([\d.]+)", done.stdout + done.stderr)
+        if found is None:
+            raise SystemExit(f"no 'Total translation time' from onmt_translate:\n{done.stderr}")
+        lines = out.read_text(encoding="utf-8").split("\n")[:-1]
+        return float(found.group(1)), [decoder.decode(line.split()) for line in lines]
+
+    return Variant("opennmt", {"beam_size": beam, "length_penalty": 1.0}, translate)
+
+
+def build_variants(
+    args: argparse.Namespace, src: list[str], source: Path, scratch: Path
+) -> list[Variant]:
+    variants = []
+    for alpha in args.length_penalties:
+        specs = [(args.weights[0], beam) for beam in args.beams]
+        specs += [(spec, max(args.beams)) for spec in args.weights[1:]]
+        variants += [nmtbucket_variant(args, src, s, b, alpha, False) for s, b in specs]
+        if args.static:
+            variants += [nmtbucket_variant(args, src, s, b, alpha, True) for s, b in specs[:1]]
+        if args.previous:
+            variants += [previous_variant(args, source, b, alpha, scratch) for b in args.beams]
+    if args.opennmt:
+        variants += [opennmt_variant(args, beam, scratch) for beam in args.beams]
+    return variants
+
+
+def report(
+    variant: Variant, src: list[str], references: list[str], tokenizer: SentencePieceTokenizer
+) -> dict[str, Any]:
+    """The variant's row: scores, median speed, and for nmtbucket at beam 1 how many outputs
+    equal plain greedy search's."""
+    scores = translation_scores(variant.outputs, references)
+    median = statistics.median(variant.seconds)
+    pieces = sum(len(ids) for ids in tokenizer.encode(variant.outputs))
+    row = {"system": variant.system, **variant.settings}
+    row |= {
         "bleu": scores.bleu,
         "chrf": scores.chrf,
         "bleu_signature": scores.bleu_signature,
-        "seconds": seconds,
+        "seconds": variant.seconds,
         "median_seconds": median,
-        "sentences_per_second": len(src) / median,
-        "truncated_lines": translator.truncated_lines,
-        "same_as_greedy": same,
+        "sentences_per_second": len(references) / median,
+        "output_pieces": pieces,
+        "output_pieces_per_second": pieces / median,
+        "same_as_greedy": None,
     }
+    if variant.translator is not None and variant.translator.search.beam_size == 1:
+        row["same_as_greedy"] = same_as_greedy(variant.translator, src, variant.outputs)
+    print(
+        f"{variant.label}  BLEU {row['bleu']:.2f}  chrF {row['chrf']:.2f}  "
+        f"{row['sentences_per_second']:.1f} sent/s  {row['output_pieces_per_second']:.0f} "
+        f"pieces/s (median of {len(variant.seconds)})",
+        flush=True,
+    )
+    return row
 
 
 def parse_args() -> argparse.Namespace:
@@ -126,56 +283,51 @@ def parse_args() -> argparse.Namespace:
         type=float,
         nargs="+",
         default=[1.0],
-        help="GNMT alphas; every variant runs with each",
+        help="GNMT alphas; every nmtbucket variant runs with each",
     )
     parser.add_argument("--token-budget", type=int, default=SearchConfig.token_budget)
+    parser.add_argument("--static", action="store_true", help="also time static_shapes=true")
+    parser.add_argument("--previous", help="another nmtbucket checkout to time on the same run")
+    parser.add_argument("--opennmt", type=Path, help="an OpenNMT-py checkpoint to time")
+    parser.add_argument(
+        "--peers-split", default="test2016", help="the harness's piece file of --split"
+    )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the results here")
     return parser.parse_args()
 
 
-def run_variant(
-    args: argparse.Namespace, spec: str, beam: int, alpha: float, src: list[str], ref: list[str]
-) -> dict[str, Any]:
-    """Load the checkpoint(s) ``spec`` names and measure beam ``beam`` with penalty ``alpha``."""
-    weights, average = parse_weights(spec)
-    search = SearchConfig(beam_size=beam, length_penalty=alpha, token_budget=args.token_budget)
-    translator = Translator.from_checkpoint(
-        args.run, weights=weights, average=average, search=search, device=args.device
-    )
-    row = {"weights": spec, "beam_size": beam, "length_penalty": alpha}
-    row |= measure(translator, src, ref, args.repeats)
-    print(
-        f"{spec:>8}  beam {beam}  alpha {alpha}  BLEU {row['bleu']:.2f}  chrF {row['chrf']:.2f}  "
-        f"{row['sentences_per_second']:.1f} sent/s (median of {args.repeats})",
-        flush=True,
-    )
-    return row
-
-
 def main() -> None:
     args = parse_args()
+    torch.set_num_threads(args.threads)
     folder = RunFolder.open(args.run)
-    src, ref, split = read_split(folder, args.data_root, args.split)
-    variants = [(args.weights[0], beam) for beam in args.beams]
-    variants += [(spec, max(args.beams)) for spec in args.weights[1:]]
-    rows = [
-        run_variant(args, spec, beam, alpha, src, ref)
-        for alpha in args.length_penalties
-        for spec, beam in variants
-    ]
+    src, references, split, reference_file = read_split(folder, args.data_root, args.split)
+    _, tgt_tokenizer = folder.tokenizers()
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "source.txt"
+        source.write_text("".join(line + "\n" for line in src), encoding="utf-8")
+        variants = build_variants(args, src, source, Path(scratch))
+        for round_ in range(args.repeats):  # systems take turns: drift hits them alike
+            for variant in variants:
+                seconds, variant.outputs = variant.translate()
+                variant.seconds.append(seconds)
+                print(f"round {round_ + 1}: {variant.label}  {seconds:.2f} s", flush=True)
+    print()
+    rows = [report(v, src, references, tgt_tokenizer) for v in variants]
     result = {
         "benchmark": "translate",
         "run": str(args.run),
         "split": split,
+        "reference": str(reference_file),
         "sentences": len(src),
         "token_budget": args.token_budget,
         "rows": rows,
         "device": args.device,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": args.threads,
         "command": " ".join(sys.argv),
         "date": datetime.date.today().isoformat(),
     }

@@ -17,7 +17,7 @@ from nmtbucket.constants import PAD_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq
 from nmtbucket.progress import Progress
-from nmtbucket.search import Hypothesis, beam_search, max_output_lengths
+from nmtbucket.search import Hypothesis, beam_search, max_output_lengths, static_beam_search
 
 SearchFn = Callable[..., list[list[Hypothesis]]]
 """``search_fn(src (B, S), src_lengths (B,), max_output_lens (B,), state_len=L)``: each row's
@@ -50,9 +50,11 @@ def rows_per_batch(src_len: int, search: SearchConfig) -> int:
 
 def beam_search_fn(core: Seq2Seq[Any], search: SearchConfig, nbest: int = 1) -> SearchFn:
     """The :data:`SearchFn` of beam search with ``core`` and the beam size and length penalty
-    of ``search`` (beam 1 is greedy)."""
+    of ``search`` (beam 1 is greedy): the search whose batch shrinks, or the static-shape one
+    with ``search.static_shapes``. The one place that chooses."""
+    search_fn = static_beam_search if search.static_shapes else beam_search
     return partial(
-        beam_search, core, beam_size=search.beam_size, alpha=search.length_penalty, nbest=nbest
+        search_fn, core, beam_size=search.beam_size, alpha=search.length_penalty, nbest=nbest
     )
 
 

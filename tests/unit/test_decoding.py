@@ -12,12 +12,14 @@ from nmtbucket.constants import PAD_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.search import Hypothesis
 from nmtbucket.search.decoding import (
+    beam_search_fn,
     decode_in_buckets,
     define_source_buckets,
     pad_sources,
     plan_batches,
     rows_per_batch,
 )
+from tests.unit.test_shrinking_search import RecordingCore
 
 
 def test_source_buckets_are_the_distinct_source_lengths() -> None:
@@ -75,3 +77,15 @@ def test_results_come_back_in_input_order_with_static_shapes_per_bucket() -> Non
     found = decode_in_buckets(sources, [2, 5], search, echo, torch.device("cpu"))
     assert [h[0].tokens for h in found] == sources
     assert shapes == [(2, 2), (2, 5)]  # every batch padded to its bucket's source length
+
+
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_search_config_chooses_the_search(static_shapes: bool) -> None:
+    """``search.static_shapes`` picks the static-shape search, whose rows all stay to the end;
+    otherwise the batch shrinks as sentences finish (here sentence 3 at step 1)."""
+    core = RecordingCore()
+    search = SearchConfig(beam_size=3, static_shapes=static_shapes)
+    search_fn = beam_search_fn(core, search)
+    src, ones = torch.tensor([[3], [1]]), torch.ones(2, dtype=torch.long)
+    search_fn(src, ones, ones * 10, state_len=10)
+    assert core.fed_rows == ([6, 6, 6, 6] if static_shapes else [2, 6, 3, 3])
