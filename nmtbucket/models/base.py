@@ -101,7 +101,8 @@ class Seq2Seq(nn.Module, ABC, Generic[StateT]):
         """The state whose row ``i`` is row ``indices[i]`` (int64, (R',)) of ``state``, grouped by
         sentence as the class says. ``sentences`` (int64, (B',)), when given, are the
         sentences that remain (the others are finished); ``indices`` must then pick rows of
-        those sentences only, in the same order."""
+        those sentences only, in the same order. The returned state may reuse the storage of
+        ``state`` (a cache gathered into a spare buffer): use only the returned one."""
 
     def forward(
         self,

@@ -44,14 +44,22 @@ def causal_mask(length: int, device: torch.device | None = None) -> torch.Tensor
 class TransformerDecoderState:
     """The incremental state. Self-attention keys/values belong to hypothesis rows; the encoder's
     keys/values and mask belong to sentences and are shared by a sentence's hypotheses, whose
-    rows are consecutive (R = k x B rows for B sentences)."""
+    rows are consecutive (R = k x B rows for B sentences).
 
-    self_kv: list[torch.Tensor]  # per layer (2, R, H, T, d_head): T = steps so far (growing),
-    # or L = max_output_len preallocated (static), zeros after the steps taken
+    The self-attention cache is allocated for all L steps. A growing state fills its first
+    ``steps`` slots, attends to those only and reorders only those, gathering them into
+    ``spare``, a second buffer, which then becomes the cache (the old cache becomes the spare),
+    so no step allocates or copies more than the steps taken. A static state attends to every
+    slot through a mask and reorders all of them, so its shapes never change."""
+
+    self_kv: torch.Tensor  # (N, 2, R, H, L, d_head) keys/values per layer; growing: slots past
+    # ``steps`` unused; static: zeros past the step
+    steps: int  # growing: slots filled so far
+    spare: torch.Tensor | None  # growing: (N, 2, >= R', H, L, d_head) the next reorder's target
     cross_kv: torch.Tensor  # (N, 2, B, H, S, d_head) encoder keys/values, computed once
     src_mask: torch.Tensor  # (B, 1, 1, S) bool
     positions: torch.Tensor  # (L, d_model) position table, shared by all rows
-    static: bool  # every step has the same shapes: a preallocated cache read through a mask
+    static: bool  # every step has the same shapes
 
 
 class MultiHeadAttention(nn.Module):
@@ -136,29 +144,29 @@ class DecoderLayer(nn.Module):
         self_kv: torch.Tensor,
         cross_kv: torch.Tensor,
         src_mask: torch.Tensor,
-        slot: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        slot: int | torch.Tensor,
+    ) -> torch.Tensor:
         """One position ``x`` (R, 1, d_model) of R = k x B hypothesis rows, a sentence's k rows
-        consecutive; returns the layer's output (R, 1, d_model) and its self-attention cache.
+        consecutive: the layer's output (R, 1, d_model).
 
-        ``slot`` None: the cache ``self_kv`` (2, R, H, T, d_head) holds the T steps so far; the
-        new keys/values are appended and attention reads all of them. ``slot`` (1,) int64: the
-        cache is preallocated (2, R, H, L, d_head); they are written at ``slot`` in place and
-        attention masks the slots after it, so the shapes never change. The k rows of a
-        sentence query its encoder keys/values ``cross_kv`` (2, B, H, S, d_head) together."""
+        Its keys/values are written into the cache ``self_kv`` (2, R, H, L, d_head) at ``slot``.
+        An int ``slot`` (a growing state): attention reads slots 0 .. ``slot`` only. A (1,)
+        int64 tensor (a static state): attention reads every slot and masks those after it,
+        so the shapes never change. The k rows of a sentence query its encoder keys/values
+        ``cross_kv`` (2, B, H, S, d_head) together."""
         h = self.self_norm(x)
         new_kv = self.self_attn.keys_values(h)  # (2, R, H, 1, d_head)
-        if slot is None:
-            self_kv = torch.cat([self_kv, new_kv], dim=3)  # (2, R, H, T + 1, d_head)
-            mask = None
+        if isinstance(slot, int):
+            self_kv[:, :, :, slot] = new_kv[:, :, :, 0]
+            visible, mask = self_kv[:, :, :, : slot + 1], None  # (2, R, H, slot + 1, d_head)
         else:
             self_kv.index_copy_(3, slot, new_kv)
             slots = torch.arange(self_kv.shape[3], device=slot.device)  # (L,)
-            mask = (slots <= slot)[None, :]  # (1, L)
-        x = x + self.dropout(self.self_attn(h, self_kv, mask))
+            visible, mask = self_kv, (slots <= slot)[None, :]  # (1, L)
+        x = x + self.dropout(self.self_attn(h, visible, mask))
         sentences = cross_kv.shape[1]
         grouped = x.view(sentences, -1, x.shape[-1])  # (B, k, d_model)
-        return self._cross_and_ff(grouped, cross_kv, src_mask).view_as(x), self_kv
+        return self._cross_and_ff(grouped, cross_kv, src_mask).view_as(x)
 
     def _cross_and_ff(
         self, x: torch.Tensor, cross_kv: torch.Tensor, src_mask: torch.Tensor
@@ -231,9 +239,12 @@ class Transformer(Seq2Seq[TransformerDecoderState]):
             [layer.cross_attn.keys_values(memory) for layer in self._decoder_stack()]
         )  # (N, 2, B, H, S, dh)
         num_layers, _, batch, heads, _, d_head = cross_kv.shape
-        steps = max_output_len if static else 0
+        shape = (num_layers, 2, batch, heads, max_output_len, d_head)
         return TransformerDecoderState(
-            self_kv=[memory.new_zeros(2, batch, heads, steps, d_head) for _ in range(num_layers)],
+            # a growing state never reads a slot before writing it
+            self_kv=memory.new_zeros(shape) if static else memory.new_empty(shape),
+            steps=0,
+            spare=None,
             cross_kv=cross_kv,
             src_mask=encoder_state.src_mask[:, None, None, :],
             positions=sinusoid_table(max_output_len, self.d_model, memory.device).to(memory.dtype),
@@ -243,22 +254,19 @@ class Transformer(Seq2Seq[TransformerDecoderState]):
     def decode_step(
         self, state: TransformerDecoderState, prev_tokens: torch.Tensor, step: int | torch.Tensor
     ) -> tuple[torch.Tensor, TransformerDecoderState]:
-        slot = None  # the growing cache appends
+        slot: int | torch.Tensor
         if state.static:
             slot = torch.as_tensor(step, device=prev_tokens.device).reshape(1)  # (1,)
             position = state.positions.index_select(0, slot)  # (1, d_model)
         else:
-            position = state.positions[int(step)][None]  # (1, d_model)
+            slot = int(step)
+            position = state.positions[slot][None]  # (1, d_model)
+            state = replace(state, steps=slot + 1)
         x = self.tgt_embed(prev_tokens[:, None]) * self.embed_scale + position  # (R, 1, d_model)
         x = self.dropout(x)
-        self_kv = []
-        for layer, layer_kv, cross_kv in zip(
-            self._decoder_stack(), state.self_kv, state.cross_kv, strict=True
-        ):
-            x, layer_kv = layer.step(x, layer_kv, cross_kv, state.src_mask, slot)
-            self_kv.append(layer_kv)
-        logits = self.output(self.decoder_norm(x))[:, 0]  # (R, V)
-        return logits, replace(state, self_kv=self_kv)
+        for i, layer in enumerate(self._decoder_stack()):
+            x = layer.step(x, state.self_kv[i], state.cross_kv[i], state.src_mask, slot)
+        return self.output(self.decoder_norm(x))[:, 0], state  # (R, V)
 
     def reorder_state(
         self,
@@ -271,12 +279,27 @@ class Transformer(Seq2Seq[TransformerDecoderState]):
         else:
             cross_kv = state.cross_kv.index_select(2, sentences)
             src_mask = state.src_mask.index_select(0, sentences)
-        return replace(
-            state,
-            self_kv=[kv.index_select(1, indices) for kv in state.self_kv],
-            cross_kv=cross_kv,
-            src_mask=src_mask,
+        if state.static:
+            self_kv, spare = state.self_kv.index_select(2, indices), None
+        else:
+            self_kv, spare = self._gather_steps(state, indices), state.self_kv
+        return replace(state, self_kv=self_kv, spare=spare, cross_kv=cross_kv, src_mask=src_mask)
+
+    @staticmethod
+    def _gather_steps(state: TransformerDecoderState, indices: torch.Tensor) -> torch.Tensor:
+        """(N, 2, R', H, L, d_head) the filled slots of rows ``indices`` (R',) of a growing
+        state's cache, gathered into its spare buffer (allocated when too small)."""
+        rows = len(indices)
+        spare = state.spare
+        if spare is None or spare.shape[2] < rows:
+            shape = list(state.self_kv.shape)
+            spare = state.self_kv.new_empty([*shape[:2], rows, *shape[3:]])
+        target = spare[:, :, :rows]  # (N, 2, R', H, L, d_head)
+        filled = state.steps
+        torch.index_select(
+            state.self_kv[:, :, :, :, :filled], 2, indices, out=target[:, :, :, :, :filled]
         )
+        return target
 
     def _decoder_stack(self) -> list[DecoderLayer]:
         """The decoder layers, typed (ModuleList iterates as plain Modules)."""

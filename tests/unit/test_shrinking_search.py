@@ -159,7 +159,7 @@ class ShapeRecordingTransformer(Transformer):
     def decode_step(
         self, state: TransformerDecoderState, prev_tokens: torch.Tensor, step: int | torch.Tensor
     ) -> tuple[torch.Tensor, TransformerDecoderState]:
-        self.shapes.append((len(prev_tokens), state.cross_kv.shape[2], state.self_kv[0].shape[3]))
+        self.shapes.append((len(prev_tokens), state.cross_kv.shape[2], state.steps))
         return super().decode_step(state, prev_tokens, step)
 
 
