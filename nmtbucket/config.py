@@ -145,8 +145,10 @@ class SearchConfig:
     max_output_len: int = 200  # absolute cap on output tokens
     token_budget: int = 8192  # sentences x beam x (source length + output limit) per batch
     static_shapes: bool = False  # keep every batch at all its rows and its whole output length
-    # to the end (the shapes a captured CUDA graph needs; slower); false: finished sentences
-    # leave the batch and caches hold only the steps taken
+    # to the end (the older, slower search); false: finished sentences leave the batch and
+    # caches hold only the steps taken
+    cuda_graphs: bool = True  # on a GPU, replay each decoder step from a CUDA graph per
+    # (source bucket, sentence slots, beam, output length); ignored on the CPU
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -29,6 +29,26 @@ class EncoderState:
 
     memory: torch.Tensor  # (B, S, d_model)
     src_mask: torch.Tensor  # (B, S) bool, True where the decoder may attend
+
+
+class StepDecoder(Protocol[StateT]):
+    """What a search needs of a model: a :class:`Seq2Seq` itself, or a wrapper that runs its
+    steps another way (replayed from CUDA graphs, :mod:`nmtbucket.search.captured`). The
+    methods mean what :class:`Seq2Seq`'s do."""
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderState: ...
+
+    def init_decoder_state(
+        self, encoder_state: EncoderState, max_output_len: int, static: bool = False
+    ) -> StateT: ...
+
+    def decode_step(
+        self, state: StateT, prev_tokens: torch.Tensor, step: int | torch.Tensor
+    ) -> tuple[torch.Tensor, StateT]: ...
+
+    def reorder_state(
+        self, state: StateT, indices: torch.Tensor, sentences: torch.Tensor | None = None
+    ) -> StateT: ...
 
 
 class Seq2Seq(nn.Module, ABC, Generic[StateT]):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
-from nmtbucket.models.base import Seq2Seq
+from nmtbucket.models.base import StepDecoder
 from nmtbucket.search.beam_pieces import (
     NEG_INF,
     FinishedHypotheses,
@@ -138,7 +138,7 @@ def advance(
 
 @torch.inference_mode()
 def beam_search(
-    core: Seq2Seq[Any],
+    core: StepDecoder[Any],
     src: torch.Tensor,
     src_lengths: torch.Tensor,
     max_output_lens: torch.Tensor,
@@ -154,8 +154,10 @@ def beam_search(
 
     Row b takes at most ``max_output_lens[b]`` (B,) steps; a hypothesis still going at its limit
     ends there without EOS. A row with limit < 1 gives ``nbest`` empty hypotheses scored 0. Put
-    ``core`` in eval mode first. ``state_len`` is accepted for the static search's signature
-    and unused: nothing here is sized ahead."""
+    ``core`` in eval mode first.
+
+    ``state_len`` (default ``max(max_output_lens)``, never less) sizes the decoder state: pass
+    the same value for every batch of a bucket to keep the shapes of their graphs identical."""
     check_beam_arguments(beam_size, nbest)
     batch = src.shape[0]
     limits = max_output_lens.to(src_lengths.device)  # (B,)
@@ -164,7 +166,8 @@ def beam_search(
     if len(room) == 0:
         return results
     max_len = int(limits.max())
-    state = core.init_decoder_state(core.encode(src, src_lengths), max_len)
+    encoded = core.encode(src, src_lengths)
+    state = core.init_decoder_state(encoded, max(max_len, state_len or 0))
     if len(room) < batch:
         state = core.reorder_state(state, room, room)
     beams = first_beams(room, limits.index_select(0, room), max_len, nbest)

@@ -15,9 +15,10 @@ from nmtbucket.bucketing.keys import LengthKey, key_lengths
 from nmtbucket.config import SearchConfig
 from nmtbucket.constants import PAD_ID
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.models.base import Seq2Seq
+from nmtbucket.models.base import Seq2Seq, StepDecoder
 from nmtbucket.progress import Progress
 from nmtbucket.search import Hypothesis, beam_search, max_output_lengths, static_beam_search
+from nmtbucket.search.captured import CapturedDecoder
 
 SearchFn = Callable[..., list[list[Hypothesis]]]
 """``search_fn(src (B, S), src_lengths (B,), max_output_lens (B,), state_len=L)``: each row's
@@ -48,13 +49,25 @@ def rows_per_batch(src_len: int, search: SearchConfig) -> int:
     return max(1, search.token_budget // (search.beam_size * (src_len + limit)))
 
 
-def beam_search_fn(core: Seq2Seq[Any], search: SearchConfig, nbest: int = 1) -> SearchFn:
-    """The :data:`SearchFn` of beam search with ``core`` and the beam size and length penalty
-    of ``search`` (beam 1 is greedy): the search whose batch shrinks, or the static-shape one
-    with ``search.static_shapes``. The one place that chooses."""
+def step_decoder(
+    core: Seq2Seq[Any], search: SearchConfig, device: torch.device
+) -> StepDecoder[Any]:
+    """How decoder steps run, chosen by device in this one place: on a GPU replayed from CUDA
+    graphs (``search.cuda_graphs``, the default), on the CPU the core's own eager steps, whose
+    caches hold only the steps taken. Build it once and reuse it: graphs are captured on first
+    use."""
+    if device.type == "cuda" and search.cuda_graphs and not search.static_shapes:
+        return CapturedDecoder(core)
+    return core
+
+
+def beam_search_fn(decoder: StepDecoder[Any], search: SearchConfig, nbest: int = 1) -> SearchFn:
+    """The :data:`SearchFn` of beam search with ``decoder`` (see :func:`step_decoder`) and the
+    beam size and length penalty of ``search`` (beam 1 is greedy): the search whose batch
+    shrinks, or the static-shape one with ``search.static_shapes``."""
     search_fn = static_beam_search if search.static_shapes else beam_search
     return partial(
-        search_fn, core, beam_size=search.beam_size, alpha=search.length_penalty, nbest=nbest
+        search_fn, decoder, beam_size=search.beam_size, alpha=search.length_penalty, nbest=nbest
     )
 
 

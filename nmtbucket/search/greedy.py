@@ -8,12 +8,12 @@ from typing import Any
 import torch
 
 from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
-from nmtbucket.models.base import Seq2Seq
+from nmtbucket.models.base import StepDecoder
 from nmtbucket.search.limits import forbid_tokens, trim_outputs
 
 
 def greedy_steps(
-    core: Seq2Seq[Any],
+    core: StepDecoder[Any],
     src: torch.Tensor,
     src_lengths: torch.Tensor,
     max_output_lens: torch.Tensor,
@@ -48,7 +48,7 @@ def greedy_steps(
 
 @torch.inference_mode()
 def greedy_search(
-    core: Seq2Seq[Any],
+    core: StepDecoder[Any],
     src: torch.Tensor,
     src_lengths: torch.Tensor,
     max_output_lens: torch.Tensor,

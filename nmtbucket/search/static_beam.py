@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
-from nmtbucket.models.base import Seq2Seq
+from nmtbucket.models.base import StepDecoder
 from nmtbucket.search.beam_pieces import (
     FinishedHypotheses,
     Hypothesis,
@@ -98,7 +98,7 @@ def advance(
 
 @torch.inference_mode()
 def static_beam_search(
-    core: Seq2Seq[Any],
+    core: StepDecoder[Any],
     src: torch.Tensor,
     src_lengths: torch.Tensor,
     max_output_lens: torch.Tensor,

@@ -21,7 +21,12 @@ from nmtbucket.data.iterator import BucketIterator
 from nmtbucket.data.prepare import EvalSplit
 from nmtbucket.data.tokenizer import SentencePieceTokenizer
 from nmtbucket.models import seq2seq_core
-from nmtbucket.search.decoding import SearchFn, beam_search_fn, define_source_buckets
+from nmtbucket.search.decoding import (
+    SearchFn,
+    beam_search_fn,
+    define_source_buckets,
+    step_decoder,
+)
 from nmtbucket.training.evaluation import evaluation_mode, score_batches
 from nmtbucket.training.loss import label_smoothed_cross_entropy
 from nmtbucket.translation.scores import TranslationSplitScores, translation_scores
@@ -65,7 +70,8 @@ class Evaluator:
         )
         scores = TranslationSplitScores(**dataclasses.asdict(loss))
         if self.with_bleu:
-            search_fn = beam_search_fn(seq2seq_core(model), self.search)
+            decoder = step_decoder(seq2seq_core(model), self.search, self.device)
+            search_fn = beam_search_fn(decoder, self.search)
             with evaluation_mode(model):
                 scores.hypotheses = self.translate(search_fn)
             bleu = translation_scores(scores.hypotheses, self.split.ref_lines)

@@ -29,6 +29,7 @@ from nmtbucket.search.decoding import (
     beam_search_fn,
     decode_in_buckets,
     define_source_buckets,
+    step_decoder,
 )
 from nmtbucket.translation.run_folder import RunFolder
 
@@ -68,6 +69,7 @@ class Translator:
             device if isinstance(device, torch.device) else resolve_device(device, "device")
         )
         self.core = core.to(self.device).eval()
+        self.decoder = step_decoder(self.core, self.search, self.device)  # kept: its graphs
         self.src_tokenizer = src_tokenizer
         self.tgt_tokenizer = tgt_tokenizer
         self.src_buckets = sorted(set(src_buckets))
@@ -109,7 +111,7 @@ class Translator:
         check_beam_arguments(self.search.beam_size, nbest)
         sources = self.encode(lines, first_line)
         todo = [i for i, tokens in enumerate(sources) if tokens]
-        search_fn = beam_search_fn(self.core, self.search, nbest)
+        search_fn = beam_search_fn(self.decoder, self.search, nbest)
         found = translate_sources(
             [sources[i] for i in todo], self, search_fn, "translate", self.progress
         )
