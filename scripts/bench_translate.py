@@ -226,7 +226,9 @@ def build_variants(
         specs += [(spec, max(args.beams)) for spec in args.weights[1:]]
         variants += [nmtbucket_variant(args, src, s, b, alpha, False) for s, b in specs]
         if args.static:
-            variants += [nmtbucket_variant(args, src, s, b, alpha, True) for s, b in specs[:1]]
+            variants += [
+                nmtbucket_variant(args, src, args.weights[0], b, alpha, True) for b in args.beams
+            ]
         if args.previous:
             variants += [previous_variant(args, source, b, alpha, scratch) for b in args.beams]
     if args.opennmt:

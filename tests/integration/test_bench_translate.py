@@ -24,6 +24,7 @@ def test_bench_translate_writes_a_row_per_variant(tiny_run: Path, tmp_path: Path
         ("nmtbucket", "best", 2),
         ("nmtbucket", "last:2", 2),
         ("nmtbucket-static", "best", 1),
+        ("nmtbucket-static", "best", 2),
         ("nmtbucket-previous", "best", 1),
         ("nmtbucket-previous", "best", 2),
     ]
