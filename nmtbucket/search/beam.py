@@ -5,10 +5,11 @@ shapes for captured CUDA graphs).
 - Each step ranks the 2K best continuations of a sentence. Those of the first K that end (EOS
   or the sentence's limit) are finished and kept apart, with the N best finished so far; the K
   best that go on fill the beam, so a finished hypothesis never takes a live slot.
-- A sentence is done when all of its first K candidates end (K finished hypotheses at one step:
-  the beam of K holds nothing live), when no live hypothesis can still beat its N-th finished
-  one, or at its limit. Done sentences leave the batch: the decoder state keeps only the rows
-  of the sentences still searched.
+- A sentence is done when its K best hypotheses so far (finished or live, by normalized score)
+  are all finished, which is when a beam of K whose finished hypotheses keep their slots would
+  stop; when all of its first K candidates end; when no live hypothesis can still beat its
+  N-th finished one; or at its limit. Done sentences leave the batch: the decoder state keeps
+  only the rows of the sentences still searched.
 - What depends only on the source (encoder outputs and their attention keys and values) stays
   at one row per sentence and is never copied per hypothesis (see :class:`Seq2Seq`).
 """
@@ -35,7 +36,7 @@ from nmtbucket.search.beam_pieces import (
     rows_done,
 )
 from nmtbucket.search.candidates import continuing, top_candidates
-from nmtbucket.search.limits import forbid_tokens
+from nmtbucket.search.limits import forbid_tokens_
 
 
 @dataclass
@@ -47,7 +48,7 @@ class LiveBeams:
     limits: torch.Tensor  # (B',) int64 its output limit, EOS included
     raw_scores: torch.Tensor  # (B', k) float32 log-probs so far; -inf: a dead row
     history: torch.Tensor  # (B'*k, L) int64 tokens so far, PAD after them
-    kept: FinishedHypotheses  # (B', N) the N best finished so far
+    kept: FinishedHypotheses  # (B', K) the K best finished so far
 
     def select(self, live: torch.Tensor) -> LiveBeams:
         """The beams of the sentences ``live`` ((B'',) int64 positions among these), in order."""
@@ -63,16 +64,17 @@ class LiveBeams:
 
 
 def first_beams(
-    sentences: torch.Tensor, limits: torch.Tensor, max_len: int, nbest: int
+    sentences: torch.Tensor, limits: torch.Tensor, max_len: int, kept: int
 ) -> LiveBeams:
-    """One empty hypothesis scored 0 for each of ``sentences`` (B,) with ``limits`` (B,) >= 1."""
+    """One empty hypothesis scored 0 for each of ``sentences`` (B,) with ``limits`` (B,) >= 1,
+    and room for the ``kept`` best finished ones."""
     batch = len(sentences)
     return LiveBeams(
         sentences=sentences,
         limits=limits,
         raw_scores=torch.zeros((batch, 1), device=limits.device),
         history=torch.full((batch, max_len), PAD_ID, device=limits.device),
-        kept=no_finished_hypotheses(limits, nbest, max_len),
+        kept=no_finished_hypotheses(limits, kept, max_len),
     )
 
 
@@ -130,10 +132,13 @@ def advance(
         alpha,
     )  # (B',)
     all_first_end = (newly | ~candidates.valid[:, first]).all(dim=1)  # (B',)
+    # The K best hypotheses so far, finished or not, are all finished: what stops a beam of K
+    # whose finished hypotheses keep their slots, without them taking live ones.
+    best_k_finished = kept.normalized[:, -1] >= (raw_scores / penalty).amax(dim=1)  # (B',)
     new_beams = LiveBeams(
         beams.sentences, beams.limits, raw_scores, extend(beams.history, rows, tokens, step), kept
     )
-    return new_beams, rows, bound_reached | all_first_end
+    return new_beams, rows, bound_reached | all_first_end | best_k_finished
 
 
 @torch.inference_mode()
@@ -170,12 +175,12 @@ def beam_search(
     state = core.init_decoder_state(encoded, max(max_len, state_len or 0))
     if len(room) < batch:
         state = core.reorder_state(state, room, room)
-    beams = first_beams(room, limits.index_select(0, room), max_len, nbest)
+    beams = first_beams(room, limits.index_select(0, room), max_len, beam_size)
     prev_tokens = torch.full((len(room),), bos_id, device=limits.device)  # (B',)
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B'*k, V)
         # Forbidden tokens are masked after the softmax: scores stay the model's log-probs.
-        log_probs = forbid_tokens(F.log_softmax(logits.float(), dim=-1))  # (B'*k, V)
+        log_probs = forbid_tokens_(F.log_softmax(logits.float(), dim=-1))  # (B'*k, V)
         live_count = len(beams.sentences)
         beams, rows, done = advance(
             beams,
@@ -188,7 +193,7 @@ def beam_search(
         )
         if bool(done.any()):  # the one host sync per step
             finished = done.nonzero().view(-1)
-            found = beams.kept.select(finished).best(nbest, eos_id)
+            found = beams.kept.select(finished).best(nbest, eos_id)  # the n best of the K
             for sentence, hypotheses in zip(beams.sentences[finished].tolist(), found, strict=True):
                 results[sentence] = hypotheses
             live = (~done).nonzero().view(-1)  # (B'',)

@@ -49,16 +49,26 @@ def rows_per_batch(src_len: int, search: SearchConfig) -> int:
     return max(1, search.token_budget // (search.beam_size * (src_len + limit)))
 
 
+def uses_cuda_graphs(search: SearchConfig, device: torch.device) -> bool:
+    """The decoding policy, chosen by device in this one place: on a GPU, decoder steps are
+    replayed from CUDA graphs (unless ``search.cuda_graphs`` is false or the static search is
+    asked for); on the CPU they run eagerly, with caches that hold only the steps taken."""
+    return device.type == "cuda" and search.cuda_graphs and not search.static_shapes
+
+
+def pads_to_buckets(search: SearchConfig, device: torch.device) -> bool:
+    """Whether sources are padded to their bucket's length, one source shape per bucket (what
+    graphs and the static search need), or batched in order of length, each batch padded to
+    its longest source (fewer, fuller batches: fewer steps on the CPU)."""
+    return search.static_shapes or uses_cuda_graphs(search, device)
+
+
 def step_decoder(
     core: Seq2Seq[Any], search: SearchConfig, device: torch.device
 ) -> StepDecoder[Any]:
-    """How decoder steps run, chosen by device in this one place: on a GPU replayed from CUDA
-    graphs (``search.cuda_graphs``, the default), on the CPU the core's own eager steps, whose
-    caches hold only the steps taken. Build it once and reuse it: graphs are captured on first
-    use."""
-    if device.type == "cuda" and search.cuda_graphs and not search.static_shapes:
-        return CapturedDecoder(core)
-    return core
+    """``core`` itself, or with :func:`uses_cuda_graphs` its steps replayed from CUDA graphs.
+    Build it once and reuse it: graphs are captured on first use."""
+    return CapturedDecoder(core) if uses_cuda_graphs(search, device) else core
 
 
 def beam_search_fn(decoder: StepDecoder[Any], search: SearchConfig, nbest: int = 1) -> SearchFn:
@@ -72,10 +82,18 @@ def beam_search_fn(decoder: StepDecoder[Any], search: SearchConfig, nbest: int =
 
 
 def plan_batches(
-    lengths: Sequence[int], src_buckets: Sequence[int], search: SearchConfig
+    lengths: Sequence[int],
+    src_buckets: Sequence[int],
+    search: SearchConfig,
+    pad_to_buckets: bool = True,
 ) -> list[tuple[int, list[int]]]:
-    """``(bucket source length, input indices)`` per batch, buckets ascending and inputs in
-    their order within a bucket. Every length must be in 1 .. the largest bucket."""
+    """``(padded source length, input indices)`` per batch, each within ``search.token_budget``
+    (see :func:`rows_per_batch`). Every length must be in 1 .. the largest bucket.
+
+    ``pad_to_buckets``: each input goes to the smallest bucket that holds it and is padded to
+    its length; buckets ascending, inputs in their order within a bucket. Otherwise inputs are
+    taken in order of length (stable) and cut into batches as large as the budget allows,
+    each padded to its longest input."""
     members: dict[int, list[int]] = {}
     for index, length in enumerate(lengths):
         position = bisect.bisect_left(src_buckets, length)
@@ -86,10 +104,21 @@ def plan_batches(
             )
         members.setdefault(src_buckets[position], []).append(index)
     batches: list[tuple[int, list[int]]] = []
-    for src_len in sorted(members):
-        size = rows_per_batch(src_len, search)
-        rows = members[src_len]
-        batches.extend((src_len, rows[i : i + size]) for i in range(0, len(rows), size))
+    if pad_to_buckets:
+        for src_len in sorted(members):
+            size = rows_per_batch(src_len, search)
+            rows = members[src_len]
+            batches.extend((src_len, rows[i : i + size]) for i in range(0, len(rows), size))
+        return batches
+    by_length = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batch: list[int] = []
+    for index in by_length:  # the longest so far is the one just taken
+        if batch and len(batch) + 1 > rows_per_batch(lengths[index], search):
+            batches.append((lengths[batch[-1]], batch))
+            batch = []
+        batch.append(index)
+    if batch:
+        batches.append((lengths[batch[-1]], batch))
     return batches
 
 
@@ -110,10 +139,12 @@ def decode_in_buckets(
     progress: Progress | None = None,
 ) -> list[list[Hypothesis]]:
     """The hypotheses ``search_fn`` finds for every source (token ids, EOS included), in input
-    order. ``progress`` (if given) advances by the sentences of each batch."""
+    order, batched as :func:`pads_to_buckets` says for ``device``. ``progress`` (if given)
+    advances by the sentences of each batch."""
     results: list[list[Hypothesis]] = [[] for _ in sources]
     lengths = [len(tokens) for tokens in sources]
-    for src_len, indices in plan_batches(lengths, src_buckets, search):
+    to_buckets = pads_to_buckets(search, device)
+    for src_len, indices in plan_batches(lengths, src_buckets, search, to_buckets):
         src = pad_sources([sources[i] for i in indices], src_len)  # (B, S)
         src_lengths = torch.tensor([lengths[i] for i in indices])  # (B,)
         limits = output_limits(src_lengths, search)  # (B,)

@@ -9,7 +9,7 @@ import torch
 
 from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.models.base import StepDecoder
-from nmtbucket.search.limits import forbid_tokens, trim_outputs
+from nmtbucket.search.limits import forbid_tokens_, trim_outputs
 
 
 def greedy_steps(
@@ -34,7 +34,7 @@ def greedy_steps(
     prev_tokens = torch.full_like(live, bos_id)  # (B',)
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B', V)
-        prev_tokens = forbid_tokens(logits).argmax(dim=-1)  # (B',)
+        prev_tokens = forbid_tokens_(logits).argmax(dim=-1)  # (B',)
         outputs[live, step] = prev_tokens
         done = (prev_tokens == eos_id) | (limits <= step + 1)  # (B',)
         if bool(done.any()):  # the one host sync per step

@@ -13,9 +13,15 @@ NEVER_OUTPUT = (PAD_ID, BOS_ID)
 still rank them first, and they would detokenise to nothing."""
 
 
+def forbid_tokens_(scores: torch.Tensor, token_ids: tuple[int, ...] = NEVER_OUTPUT) -> torch.Tensor:
+    """``scores`` (..., V) (logits or log-probs) with -inf at ``token_ids``, written in place:
+    a decoding step's scores are large and used once."""
+    return scores.index_fill_(-1, torch.tensor(token_ids, device=scores.device), float("-inf"))
+
+
 def forbid_tokens(scores: torch.Tensor, token_ids: tuple[int, ...] = NEVER_OUTPUT) -> torch.Tensor:
-    """``scores`` (..., V) (logits or log-probs) with -inf at ``token_ids`` (a copy)."""
-    return scores.index_fill(-1, torch.tensor(token_ids, device=scores.device), float("-inf"))
+    """:func:`forbid_tokens_` on a copy of ``scores``."""
+    return forbid_tokens_(scores.clone(), token_ids)
 
 
 def max_output_lengths(

@@ -29,7 +29,7 @@ from nmtbucket.search.beam_pieces import (
     top_k_candidates,
     update_finished,
 )
-from nmtbucket.search.limits import forbid_tokens
+from nmtbucket.search.limits import forbid_tokens_
 
 
 @dataclass
@@ -133,7 +133,7 @@ def static_beam_search(
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B*K, V)
         # Forbidden tokens are masked after the softmax: scores stay the model's log-probs.
-        log_probs = forbid_tokens(F.log_softmax(logits.float(), dim=-1))  # (B*K, V)
+        log_probs = forbid_tokens_(F.log_softmax(logits.float(), dim=-1))  # (B*K, V)
         log_probs = log_probs.view(batch, beam_size, -1)  # (B, K, V)
         beams, rows = advance(beams, log_probs, step, limits, nbest, alpha, eos_id)
         state = core.reorder_state(state, rows)

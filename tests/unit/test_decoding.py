@@ -48,10 +48,18 @@ def test_plan_puts_each_input_in_the_smallest_bucket_that_holds_it() -> None:
     assert plan == [(2, [2, 5]), (4, [0, 3, 6]), (8, [1]), (8, [4])]
 
 
+def test_plan_by_length_makes_fewer_fuller_batches_padded_to_their_longest() -> None:
+    search = SearchConfig(beam_size=1, token_budget=36, max_output_extra=0)  # 4 rows at 3, ...
+    lengths = [3, 8, 1, 4, 5, 2, 4]  # ... 3 at 4, 2 at 5, 1 at 8
+    plan = plan_batches(lengths, [2, 4, 8], search, pad_to_buckets=False)
+    assert plan == [(3, [2, 5, 0]), (4, [3, 6]), (5, [4]), (8, [1])]  # 3 and 5: no bucket
+
+
+@pytest.mark.parametrize("pad_to_buckets", [True, False])
 @pytest.mark.parametrize("bad", [0, 9])
-def test_plan_rejects_empty_or_too_long_inputs(bad: int) -> None:
+def test_plan_rejects_empty_or_too_long_inputs(bad: int, pad_to_buckets: bool) -> None:
     with pytest.raises(NmtBucketError, match=r"decoding needs 1 to 8"):
-        plan_batches([3, bad], [4, 8], SearchConfig())
+        plan_batches([3, bad], [4, 8], SearchConfig(), pad_to_buckets)
 
 
 def test_pad_sources() -> None:
@@ -73,7 +81,8 @@ def test_results_come_back_in_input_order_with_static_shapes_per_bucket() -> Non
         ]
 
     sources = [[4, 5, 3], [6, 3], [7, 8, 9, 10, 3], [11, 3]]
-    search = SearchConfig(beam_size=1, token_budget=50)  # 3 rows of length 2, 2 of 5
+    # 3 rows of length 2, 2 of 5; the static search pads to buckets on any device
+    search = SearchConfig(beam_size=1, token_budget=50, static_shapes=True)
     found = decode_in_buckets(sources, [2, 5], search, echo, torch.device("cpu"))
     assert [h[0].tokens for h in found] == sources
     assert shapes == [(2, 2), (2, 5)]  # every batch padded to its bucket's source length

@@ -70,7 +70,7 @@ def test_continuing_picks_the_best_that_go_on_and_fills_dead_rows() -> None:
 
 
 def test_live_beams_select_keeps_whole_sentences() -> None:
-    beams = first_beams(torch.tensor([4, 7, 9]), torch.tensor([3, 5, 2]), max_len=5, nbest=2)
+    beams = first_beams(torch.tensor([4, 7, 9]), torch.tensor([3, 5, 2]), max_len=5, kept=2)
     beams.history[:, 0] = torch.tensor([1, 2, 3])
     kept = beams.select(torch.tensor([2, 0]))
     assert isinstance(kept, LiveBeams)
