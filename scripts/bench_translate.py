@@ -67,6 +67,7 @@ PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
 # Times one whole translation with the public API of whatever nmtbucket is first on the path.
 PREVIOUS_WORKER = """
 import json, sys, time, torch
+import nmtbucket
 from nmtbucket.config import SearchConfig
 from nmtbucket.translation.translator import Translator
 run, source, beam, alpha, budget, threads, out = sys.argv[1:]
@@ -78,7 +79,8 @@ translator.translate(lines[:32])
 started = time.perf_counter()
 outputs = translator.translate(lines)
 seconds = time.perf_counter() - started
-json.dump({"seconds": seconds, "outputs": outputs}, open(out, "w", encoding="utf-8"))
+result = {"seconds": seconds, "outputs": outputs, "code": nmtbucket.__file__}
+json.dump(result, open(out, "w", encoding="utf-8"))
 """
 
 
@@ -173,13 +175,17 @@ def previous_variant(
 ) -> Variant:
     """Another nmtbucket checkout (``--previous``) in a subprocess: its best weights."""
     out = scratch / f"previous-{beam}-{alpha}.json"
-    worker = [sys.executable, "-c", PREVIOUS_WORKER, str(args.run), str(source), str(beam)]
+    # -P: the working directory (perhaps this checkout) is not put before PYTHONPATH
+    worker = [sys.executable, "-P", "-c", PREVIOUS_WORKER, str(args.run), str(source), str(beam)]
     worker += [str(alpha), str(args.token_budget), str(torch.get_num_threads()), str(out)]
-    env = dict(os.environ, PYTHONPATH=str(Path(args.previous).resolve()))
+    checkout = Path(args.previous).resolve()
+    env = dict(os.environ, PYTHONPATH=str(checkout))
 
     def translate() -> tuple[float, list[str]]:
         subprocess.run(worker, env=env, check=True, capture_output=True)
         result = json.loads(out.read_text(encoding="utf-8"))
+        if not Path(result["code"]).is_relative_to(checkout):
+            raise SystemExit(f"--previous ran {result['code']}, not the code in {checkout}")
         return result["seconds"], result["outputs"]
 
     settings = {"weights": "best", "beam_size": beam, "length_penalty": alpha}

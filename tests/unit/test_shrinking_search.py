@@ -139,6 +139,19 @@ def test_equals_the_static_search_on_the_scripted_sentences(
     assert [h.score for h in got[0]] == pytest.approx([h.score for h in static[0]], abs=1e-6)
 
 
+def test_stops_once_its_k_best_so_far_are_finished_as_the_static_search_does() -> None:
+    """EOS (0.35) finishes at step 0 and 4 EOS (0.54) at step 1: the 2 best so far are
+    finished. The bound alone would go on: a live hypothesis of log-prob log(0.0067) could
+    still reach log(0.0067) / lp(60) > log(0.54) / lp(2) at alpha 1 within the limit of 60."""
+    table = {(5, ()): {4: 0.6, EOS_ID: 0.35}}
+    src, ones, limit = torch.tensor([[5]]), torch.tensor([1]), torch.tensor([60])
+    shrinking, static = ScriptedCore(table), ScriptedCore(table)
+    (got,) = beam_search(shrinking, src, ones, limit, beam_size=2, alpha=1.0)
+    (want,) = static_beam_search(static, src, ones, limit, beam_size=2, alpha=1.0)
+    assert got[0].tokens == want[0].tokens == [4]
+    assert shrinking.calls == static.calls == 2
+
+
 def test_greedy_feeds_only_the_rows_still_going() -> None:
     core = CopyCore()
     assert greedy_search(core, SRC, SRC_LENGTHS, torch.tensor([9, 9, 2])) == [[5, 6], [7], [4, 4]]
