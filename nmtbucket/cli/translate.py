@@ -45,6 +45,8 @@ def run_translate(config: TranslateConfig) -> None:
         raise NmtBucketError(f"nbest must be at least 1, got {config.nbest}")
     if config.buffer_lines < 1:
         raise NmtBucketError(f"buffer_lines must be at least 1, got {config.buffer_lines}")
+    if config.input not in STDIO and not Path(str(config.input)).is_file():
+        raise NmtBucketError(f"input file not found: {config.input}")
     references = None if config.reference is None else read_lines(config.reference)
     if references is not None and config.input not in STDIO:
         _check_parallel(config, len(references), count_lines(config.input))
@@ -98,8 +100,6 @@ def _check_parallel(config: TranslateConfig, reference_lines: int, input_lines: 
 
 def count_lines(path: str) -> int:
     """Lines in the file ``path`` as :func:`read_lines` counts them, read in blocks."""
-    if not Path(path).is_file():
-        raise NmtBucketError(f"input file not found: {path}")
     count, last = 0, b"\n"
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):
@@ -135,8 +135,6 @@ def _input_lines(path: str | None) -> Iterator[Iterator[str]]:
         yield decode_lines(sys.stdin.buffer, "stdin")
         return
     assert path is not None
-    if not Path(path).is_file():
-        raise NmtBucketError(f"input file not found: {path}")
     with open(path, "rb") as handle:
         yield decode_lines(handle, path)
 

@@ -7,8 +7,8 @@ shapes for captured CUDA graphs).
   best that go on fill the beam, so a finished hypothesis never takes a live slot.
 - A sentence is done when its K best hypotheses so far (finished or live, by normalized score)
   are all finished, which is when a beam of K whose finished hypotheses keep their slots would
-  stop; when all of its first K candidates end; when no live hypothesis can still beat its
-  N-th finished one; or at its limit. Done sentences leave the batch: the decoder state keeps
+  stop (at its limit every candidate ends, so then too), or when no live hypothesis can still
+  beat its N-th finished one. Done sentences leave the batch: the decoder state keeps
   only the rows of the sentences still searched.
 - What depends only on the source (encoder outputs and their attention keys and values) stays
   at one row per sentence and is never copied per hypothesis (see :class:`Seq2Seq`).
@@ -131,14 +131,15 @@ def advance(
         nbest,
         alpha,
     )  # (B',)
-    all_first_end = (newly | ~candidates.valid[:, first]).all(dim=1)  # (B',)
     # The K best hypotheses so far, finished or not, are all finished: what stops a beam of K
-    # whose finished hypotheses keep their slots, without them taking live ones.
+    # whose finished hypotheses keep their slots, without them taking live ones. (It holds
+    # whenever all of a step's first K candidates end: those are then among the K kept, and
+    # every live one scores below them.)
     best_k_finished = kept.normalized[:, -1] >= (raw_scores / penalty).amax(dim=1)  # (B',)
     new_beams = LiveBeams(
         beams.sentences, beams.limits, raw_scores, extend(beams.history, rows, tokens, step), kept
     )
-    return new_beams, rows, bound_reached | all_first_end | best_k_finished
+    return new_beams, rows, bound_reached | best_k_finished
 
 
 @torch.inference_mode()
