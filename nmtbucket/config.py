@@ -143,7 +143,10 @@ class SearchConfig:
     max_output_ratio: float = 2.0  # output tokens <= ratio x source tokens + max_output_extra
     max_output_extra: int = 10
     max_output_len: int = 200  # absolute cap on output tokens
-    token_budget: int = 8192  # sentences x beam x (source length + output limit) per batch
+    token_budget: int = 32768  # sentences x beam x (source length + output limit) per batch:
+    # large enough for efficient matrix products, small enough that a step's (rows, vocabulary)
+    # logits stay in reused memory (the README's translation benchmark); the decoder cache takes
+    # at most budget x layers x 2 x d_model floats, twice (0.4 GB for 3 layers of d_model 256)
     static_shapes: bool = False  # keep every batch at all its rows and its whole output length
     # to the end (the older, slower search); false: finished sentences leave the batch and
     # caches hold only the steps taken

@@ -5,21 +5,23 @@ trained run, side by side with other systems on the same machine in one run.
 Systems (each at every ``--beams`` size):
 
 - ``nmtbucket``: this checkout, through the Python API
-  (``Translator.from_checkpoint(run).translate(lines)``), for each ``--weights`` choice and
-  ``--length-penalties`` alpha;
+  (``Translator.from_checkpoint(run).translate(lines)``), for each ``--weights`` choice,
+  ``--length-penalties`` alpha and ``--token-budgets`` value;
 - ``nmtbucket-static`` (``--static``): the same with ``search.static_shapes=true``;
 - ``nmtbucket-previous`` (``--previous CHECKOUT``): another nmtbucket checkout (for example the
-  commit before a change, ``git worktree add ../before HEAD~1``) on the same run, in a
-  subprocess with that checkout first on ``PYTHONPATH``;
+  commit before a change, ``git worktree add ../before HEAD~1``) on the same run;
 - ``opennmt`` (``--opennmt MODEL.pt``): ``onmt_translate`` of the peers harness
   (``../shared/peers``, ``$PEERS_VENVS``, ``$PEERS_WORK``) on the harness's source pieces, with
-  its settings: 64 sentences per batch, ``-length_penalty wu -alpha 1.0``, CPU, the same
-  threads. Its time is its own ``Total translation time``; its pieces are decoded with the
-  harness's sentencepiece model and scored against the same raw reference.
+  its settings: ``--opennmt-batch-sizes`` sentences per batch (the harness's 64 by default),
+  ``-length_penalty wu -alpha 1.0``, CPU, the same threads. Its time is its own ``Total
+  translation time``; its pieces are decoded with the harness's sentencepiece model and scored
+  against the same raw reference.
 
-Every measurement translates the whole split once; the systems take turns, ``--repeats``
-rounds, and the table gives medians. nmtbucket's times include tokenising and detokenising
-(model loading and one untimed warm-up batch excluded). Output pieces: every system's
+Every measurement translates the whole split once in a fresh process (nmtbucket's in a worker
+with the checkout first on ``PYTHONPATH``, which checks the code it ran), so that every system
+starts alike, as a command-line user's would; the systems take turns,
+``--repeats`` rounds, and the table gives medians. nmtbucket's times include tokenising and
+detokenising (model loading and one untimed warm-up batch excluded). Output pieces: every system's
 translations re-encoded with the run's target sentencepiece model, so all count in one unit.
 At beam 1, nmtbucket's outputs are also compared with plain greedy search's.
 
@@ -44,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,20 +63,25 @@ from nmtbucket.translation.run_folder import RunFolder
 from nmtbucket.translation.scores import translation_scores
 from nmtbucket.translation.translator import Translator
 
-PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+REPO = Path(__file__).resolve().parents[1]
+PEERS = REPO.parent / "shared" / "peers"
 
 # Times one whole translation with the public API of whatever nmtbucket is first on the path.
-PREVIOUS_WORKER = """
+WORKER = """
 import json, sys, time, torch
 import nmtbucket
 from nmtbucket.config import SearchConfig
 from nmtbucket.translation.translator import Translator
-run, source, beam, alpha, budget, threads, out = sys.argv[1:]
+run, source, weights, average, beam, alpha, budget, static, device, threads, out = sys.argv[1:]
 torch.set_num_threads(int(threads))
 search = SearchConfig(beam_size=int(beam), length_penalty=float(alpha), token_budget=int(budget))
-translator = Translator.from_checkpoint(run, search=search, device="cpu")
+if static == "1":
+    search.static_shapes = True
+translator = Translator.from_checkpoint(
+    run, weights=weights, average=int(average), search=search, device=device
+)
 lines = open(source, encoding="utf-8").read().split("\\n")[:-1]
-translator.translate(lines[:32])
+translator.translate(lines[:32])  # warm-up: first-call allocations, thread pools
 started = time.perf_counter()
 outputs = translator.translate(lines)
 seconds = time.perf_counter() - started
@@ -133,7 +139,6 @@ class Variant:
     system: str
     settings: dict[str, Any]
     translate: Callable[[], tuple[float, list[str]]]
-    translator: Translator | None = None  # this checkout's, for the greedy check
     seconds: list[float] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     output_pieces: int = 0
@@ -145,55 +150,53 @@ class Variant:
 
 
 def nmtbucket_variant(
-    args: argparse.Namespace, src: list[str], spec: str, beam: int, alpha: float, static: bool
+    args: argparse.Namespace,
+    system: str,
+    checkout: Path,
+    source: Path,
+    setting: Setting,
+    scratch: Path,
 ) -> Variant:
-    """This checkout's Translator for checkpoint choice ``spec``, beam ``beam``, ``alpha``."""
-    weights, average = parse_weights(spec)
-    search = SearchConfig(
-        beam_size=beam,
-        length_penalty=alpha,
-        token_budget=args.token_budget,
-        static_shapes=static,
-    )
-    translator = Translator.from_checkpoint(
-        args.run, weights=weights, average=average, search=search, device=args.device
-    )
-    translator.translate(src[:32])  # warm-up: first-call allocations, thread pools
-
-    def translate() -> tuple[float, list[str]]:
-        started = time.perf_counter()
-        outputs = translator.translate(src)
-        return time.perf_counter() - started, outputs
-
-    system = "nmtbucket-static" if static else "nmtbucket"
-    settings = {"weights": spec, "beam_size": beam, "length_penalty": alpha}
-    return Variant(system, settings, translate, translator)
-
-
-def previous_variant(
-    args: argparse.Namespace, source: Path, beam: int, alpha: float, scratch: Path
-) -> Variant:
-    """Another nmtbucket checkout (``--previous``) in a subprocess: its best weights."""
-    out = scratch / f"previous-{beam}-{alpha}.json"
+    """nmtbucket's Translator from ``checkout`` (this one, or ``--previous``) at ``setting``,
+    timed in a fresh worker process per measurement (as each OpenNMT-py measurement is a fresh
+    ``onmt_translate``), which checks that it ran the code of ``checkout``."""
+    weights, average = parse_weights(setting.weights)
+    out = scratch / f"{system}-{len(list(scratch.iterdir()))}.json"
     # -P: the working directory (perhaps this checkout) is not put before PYTHONPATH
-    worker = [sys.executable, "-P", "-c", PREVIOUS_WORKER, str(args.run), str(source), str(beam)]
-    worker += [str(alpha), str(args.token_budget), str(torch.get_num_threads()), str(out)]
-    checkout = Path(args.previous).resolve()
+    worker = [sys.executable, "-P", "-c", WORKER, str(args.run), str(source), weights]
+    worker += [str(average), str(setting.beam), str(setting.alpha), str(setting.budget)]
+    worker += [str(int(setting.static)), args.device, str(torch.get_num_threads()), str(out)]
+    checkout = checkout.resolve()
     env = dict(os.environ, PYTHONPATH=str(checkout))
 
     def translate() -> tuple[float, list[str]]:
-        subprocess.run(worker, env=env, check=True, capture_output=True)
+        done = subprocess.run(worker, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the {system} worker failed:\n{done.stderr[-3000:]}")
         result = json.loads(out.read_text(encoding="utf-8"))
         if not Path(result["code"]).is_relative_to(checkout):
-            raise SystemExit(f"--previous ran {result['code']}, not the code in {checkout}")
+            raise SystemExit(f"{system} ran {result['code']}, not the code in {checkout}")
         return result["seconds"], result["outputs"]
 
-    settings = {"weights": "best", "beam_size": beam, "length_penalty": alpha}
-    return Variant("nmtbucket-previous", settings, translate)
+    settings = {"weights": setting.weights, "beam_size": setting.beam}
+    settings |= {"length_penalty": setting.alpha, "token_budget": setting.budget}
+    return Variant(system, settings, translate)
 
 
-def opennmt_variant(args: argparse.Namespace, beam: int, scratch: Path) -> Variant:
-    """``onmt_translate`` of the peers harness, with the harness's settings."""
+@dataclass(frozen=True)
+class Setting:
+    """One nmtbucket configuration to time."""
+
+    weights: str
+    beam: int
+    alpha: float
+    budget: int
+    static: bool = False
+
+
+def opennmt_variant(args: argparse.Namespace, beam: int, batch_size: int, scratch: Path) -> Variant:
+    """``onmt_translate`` of the peers harness, with the harness's settings and ``batch_size``
+    sentences per batch."""
     venvs = Path(os.environ.get("PEERS_VENVS", PEERS / ".venvs"))
     work = Path(os.environ.get("PEERS_WORK", PEERS / "work"))
     binary = venvs / "opennmt" / "bin" / "onmt_translate"
@@ -202,10 +205,10 @@ def opennmt_variant(args: argparse.Namespace, beam: int, scratch: Path) -> Varia
         if not needed.exists():
             raise SystemExit(f"{needed} not found: run peers/setup.sh opennmt and peers/prep.sh")
     decoder = sentencepiece.SentencePieceProcessor(model_file=str(work / "spm" / "joint.model"))
-    out = scratch / f"opennmt-{beam}.pieces"
+    out = scratch / f"opennmt-{beam}-{batch_size}.pieces"
     threads = str(torch.get_num_threads())
     command = [str(binary), "-model", str(args.opennmt), "-src", str(pieces), "-output", str(out)]
-    command += ["-beam_size", str(beam), "-batch_size", "64", "-batch_type", "sents"]
+    command += ["-beam_size", str(beam), "-batch_size", str(batch_size), "-batch_type", "sents"]
     command += ["-length_penalty", "wu", "-alpha", "1.0", "-gpu", "-1", "-report_time"]
     # OpenNMT-py 3.5.1 checkpoints pickle an argparse.Namespace, which torch >= 2.6 refuses to
     # load by default; this is PyTorch's own switch back (as in the peers harness).
@@ -220,30 +223,53 @@ def opennmt_variant(args: argparse.Namespace, beam: int, scratch: Path) -> Varia
         lines = out.read_text(encoding="utf-8").split("\n")[:-1]
         return float(found.group(1)), [decoder.decode(line.split()) for line in lines]
 
-    return Variant("opennmt", {"beam_size": beam, "length_penalty": 1.0}, translate)
+    settings = {"beam_size": beam, "length_penalty": 1.0, "batch_size": batch_size}
+    return Variant("opennmt", settings, translate)
 
 
-def build_variants(
-    args: argparse.Namespace, src: list[str], source: Path, scratch: Path
-) -> list[Variant]:
+def build_variants(args: argparse.Namespace, source: Path, scratch: Path) -> list[Variant]:
     variants = []
+    main_weights, main_budget = args.weights[0], args.token_budgets[0]
     for alpha in args.length_penalties:
-        specs = [(args.weights[0], beam) for beam in args.beams]
-        specs += [(spec, max(args.beams)) for spec in args.weights[1:]]
-        variants += [nmtbucket_variant(args, src, s, b, alpha, False) for s, b in specs]
+        settings = [Setting(main_weights, beam, alpha, main_budget) for beam in args.beams]
+        settings += [Setting(w, max(args.beams), alpha, main_budget) for w in args.weights[1:]]
+        settings += [
+            Setting(main_weights, beam, alpha, budget)
+            for budget in args.token_budgets[1:]
+            for beam in args.beams
+        ]
         if args.static:
-            variants += [
-                nmtbucket_variant(args, src, args.weights[0], b, alpha, True) for b in args.beams
-            ]
+            settings += [Setting(main_weights, b, alpha, main_budget, True) for b in args.beams]
+        for setting in settings:
+            system = "nmtbucket-static" if setting.static else "nmtbucket"
+            variants.append(nmtbucket_variant(args, system, REPO, source, setting, scratch))
         if args.previous:
-            variants += [previous_variant(args, source, b, alpha, scratch) for b in args.beams]
+            variants += [
+                nmtbucket_variant(
+                    args,
+                    "nmtbucket-previous",
+                    Path(args.previous),
+                    source,
+                    Setting("best", beam, alpha, main_budget),
+                    scratch,
+                )
+                for beam in args.beams
+            ]
     if args.opennmt:
-        variants += [opennmt_variant(args, beam, scratch) for beam in args.beams]
+        variants += [
+            opennmt_variant(args, beam, size, scratch)
+            for size in args.opennmt_batch_sizes
+            for beam in args.beams
+        ]
     return variants
 
 
 def report(
-    variant: Variant, src: list[str], references: list[str], tokenizer: SentencePieceTokenizer
+    args: argparse.Namespace,
+    variant: Variant,
+    src: list[str],
+    references: list[str],
+    tokenizer: SentencePieceTokenizer,
 ) -> dict[str, Any]:
     """The variant's row: scores, median speed, and for nmtbucket at beam 1 how many outputs
     equal plain greedy search's."""
@@ -262,8 +288,14 @@ def report(
         "output_pieces_per_second": pieces / median,
         "same_as_greedy": None,
     }
-    if variant.translator is not None and variant.translator.search.beam_size == 1:
-        row["same_as_greedy"] = same_as_greedy(variant.translator, src, variant.outputs)
+    if variant.system in ("nmtbucket", "nmtbucket-static") and variant.settings["beam_size"] == 1:
+        weights, average = parse_weights(variant.settings["weights"])
+        search = SearchConfig(beam_size=1, token_budget=variant.settings["token_budget"])
+        search.static_shapes = variant.system == "nmtbucket-static"
+        translator = Translator.from_checkpoint(
+            args.run, weights=weights, average=average, search=search, device=args.device
+        )
+        row["same_as_greedy"] = same_as_greedy(translator, src, variant.outputs)
     print(
         f"{variant.label}  BLEU {row['bleu']:.2f}  chrF {row['chrf']:.2f}  "
         f"{row['sentences_per_second']:.1f} sent/s  {row['output_pieces_per_second']:.0f} "
@@ -293,10 +325,24 @@ def parse_args() -> argparse.Namespace:
         default=[1.0],
         help="GNMT alphas; every nmtbucket variant runs with each",
     )
-    parser.add_argument("--token-budget", type=int, default=SearchConfig.token_budget)
+    parser.add_argument(
+        "--token-budgets",
+        type=int,
+        nargs="+",
+        default=[SearchConfig.token_budget],
+        help="search.token_budget values; the first is the main one, the others are timed with "
+        "the first --weights at every beam size",
+    )
     parser.add_argument("--static", action="store_true", help="also time static_shapes=true")
     parser.add_argument("--previous", help="another nmtbucket checkout to time on the same run")
     parser.add_argument("--opennmt", type=Path, help="an OpenNMT-py checkpoint to time")
+    parser.add_argument(
+        "--opennmt-batch-sizes",
+        type=int,
+        nargs="+",
+        default=[64],
+        help="OpenNMT-py sentences per batch (the harness's is 64); every one at every beam",
+    )
     parser.add_argument(
         "--peers-split", default="test2016", help="the harness's piece file of --split"
     )
@@ -316,21 +362,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "source.txt"
         source.write_text("".join(line + "\n" for line in src), encoding="utf-8")
-        variants = build_variants(args, src, source, Path(scratch))
+        variants = build_variants(args, source, Path(scratch))
         for round_ in range(args.repeats):  # systems take turns: drift hits them alike
             for variant in variants:
                 seconds, variant.outputs = variant.translate()
                 variant.seconds.append(seconds)
                 print(f"round {round_ + 1}: {variant.label}  {seconds:.2f} s", flush=True)
     print()
-    rows = [report(v, src, references, tgt_tokenizer) for v in variants]
+    rows = [report(args, v, src, references, tgt_tokenizer) for v in variants]
     result = {
         "benchmark": "translate",
         "run": str(args.run),
         "split": split,
         "reference": str(reference_file),
         "sentences": len(src),
-        "token_budget": args.token_budget,
+        "token_budgets": args.token_budgets,
         "rows": rows,
         "device": args.device,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.models.base import StepDecoder
@@ -36,7 +35,7 @@ from nmtbucket.search.beam_pieces import (
     rows_done,
 )
 from nmtbucket.search.candidates import continuing, top_candidates
-from nmtbucket.search.limits import forbid_tokens_
+from nmtbucket.search.limits import next_token_log_probs_
 
 
 @dataclass
@@ -180,8 +179,7 @@ def beam_search(
     prev_tokens = torch.full((len(room),), bos_id, device=limits.device)  # (B',)
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B'*k, V)
-        # Forbidden tokens are masked after the softmax: scores stay the model's log-probs.
-        log_probs = forbid_tokens_(F.log_softmax(logits.float(), dim=-1))  # (B'*k, V)
+        log_probs = next_token_log_probs_(logits)  # (B'*k, V)
         live_count = len(beams.sentences)
         beams, rows, done = advance(
             beams,
@@ -203,7 +201,7 @@ def beam_search(
             rows = rows.view(live_count, beam_size).index_select(0, live).view(-1)
             state = core.reorder_state(state, rows, live)
             beams = beams.select(live)
-        else:
+        elif beam_size > 1:  # at beam 1 each row extends itself: nothing to reorder
             state = core.reorder_state(state, rows)
         prev_tokens = beams.history[:, step]  # (B''*K,)
     return results

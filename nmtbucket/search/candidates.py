@@ -37,10 +37,12 @@ def top_candidates(
     """The ``width`` best of the k x V continuations of each sentence's k hypotheses.
 
     ``raw_scores`` (B, k) are the hypotheses' log-probs so far, ``log_probs`` (B, k, V) those of
-    their next token; ``at_limit`` (B,) bool marks sentences whose next token is their last.
+    their next token, overwritten with the continuations' log-probs (one (B, k, V) buffer less
+    per step, see :func:`~nmtbucket.search.limits.next_token_log_probs_`); ``at_limit`` (B,) bool
+    marks sentences whose next token is their last.
     Where k x V < ``width``, the missing candidates are fillers with score -inf."""
     batch, beam, vocab = log_probs.shape
-    raw = (raw_scores[..., None] + log_probs).view(batch, beam * vocab)  # (B, k*V)
+    raw = log_probs.add_(raw_scores[..., None]).view(batch, beam * vocab)  # (B, k*V)
     best, flat = raw.topk(min(width, beam * vocab), dim=1)  # (B, C') each, best first
     missing = width - best.shape[1]
     best = F.pad(best, (0, missing), value=NEG_INF)  # (B, C)

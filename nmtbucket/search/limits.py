@@ -19,6 +19,18 @@ def forbid_tokens_(scores: torch.Tensor, token_ids: tuple[int, ...] = NEVER_OUTP
     return scores.index_fill_(-1, torch.tensor(token_ids, device=scores.device), float("-inf"))
 
 
+def next_token_log_probs_(logits: torch.Tensor) -> torch.Tensor:
+    """(R, V) float32 log-probs of each row's next token for decoder ``logits`` (R, V), with
+    the tokens no hypothesis may produce at -inf (masked after the softmax, so the other scores
+    stay the model's log-probs).
+
+    Float32 logits are overwritten: a step's logits are used once, and a fresh (R, V) buffer
+    per step costs more than the softmax itself once it passes malloc's mmap threshold (32 MB:
+    about 1000 rows of an 8000-piece vocabulary), as its pages fault in on first touch."""
+    scores = logits.float()  # (R, V), ``logits`` itself when already float32
+    return forbid_tokens_(torch.log_softmax(scores, dim=-1, out=scores))
+
+
 def forbid_tokens(scores: torch.Tensor, token_ids: tuple[int, ...] = NEVER_OUTPUT) -> torch.Tensor:
     """:func:`forbid_tokens_` on a copy of ``scores``."""
     return forbid_tokens_(scores.clone(), token_ids)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nmtbucket.constants import BOS_ID, EOS_ID, PAD_ID
 from nmtbucket.models.base import StepDecoder
@@ -29,7 +28,7 @@ from nmtbucket.search.beam_pieces import (
     top_k_candidates,
     update_finished,
 )
-from nmtbucket.search.limits import forbid_tokens_
+from nmtbucket.search.limits import next_token_log_probs_
 
 
 @dataclass
@@ -132,8 +131,7 @@ def static_beam_search(
     prev_tokens = torch.full((batch * beam_size,), bos_id, device=src_lengths.device)  # (B*K,)
     for step in range(max_len):
         logits, state = core.decode_step(state, prev_tokens, step)  # (B*K, V)
-        # Forbidden tokens are masked after the softmax: scores stay the model's log-probs.
-        log_probs = forbid_tokens_(F.log_softmax(logits.float(), dim=-1))  # (B*K, V)
+        log_probs = next_token_log_probs_(logits)  # (B*K, V)
         log_probs = log_probs.view(batch, beam_size, -1)  # (B, K, V)
         beams, rows = advance(beams, log_probs, step, limits, nbest, alpha, eos_id)
         state = core.reorder_state(state, rows)
