@@ -201,6 +201,8 @@ class TrainerConfig:
     progress: bool = True  # a progress bar on stderr
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     metrics_format: str = "jsonl"  # jsonl | csv
+    distributed_timeout_seconds: float = 1800.0  # under torchrun: how long a rank waits for
+    # the others at a collective (rank 0 validating included) before it fails with an error
 
 
 @dataclass

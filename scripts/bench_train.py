@@ -22,6 +22,22 @@ date.
       --json bench/results/train-executors-h100.json
 
 Arguments other than the options below are Hydra overrides of the training config.
+
+``--ranks N`` measures data-parallel training instead: whole ``nmtbucket-train`` runs of
+``--updates`` updates, taking turns for ``--rounds`` rounds, at the same global batch:
+
+  one_process    one process with all ``--threads`` threads (bucketing.token_budget x N,
+                 batch sizes rounded to a multiple of N: exactly the rows of the N ranks)
+  ranks          N ranks under torchrun (gloo on the CPU), ``--threads`` / N threads each
+  one_thread     one process with ``--threads`` / N threads, the same global batch
+
+Reported: real target tokens/s of each run's training (``results.json``; validation and
+scoring are not timed), medians, ``ranks`` over ``one_process`` (what N ranks gain on the same
+cores) and the scaling efficiency, ``ranks`` / (N x ``one_thread``).
+
+  python scripts/bench_train.py --ranks 2 --threads 2 --updates 60 --rounds 3 \\
+      +experiment=multi30k_transformer_cpu data.root=../shared/data \\
+      --json bench/results/train-ranks-cpu.json
 """
 
 from __future__ import annotations
@@ -33,7 +49,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,7 +104,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=50, help="timed steps per variant and round")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--ranks", type=int, help="compare N torchrun ranks with one process")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="--ranks: cores")
+    parser.add_argument("--updates", type=int, default=60, help="--ranks: updates per run")
     args, overrides = parser.parse_known_args()
+    if args.ranks:
+        return _compare_ranks(args, overrides)
 
     with initialize_config_module(config_module="nmtbucket.conf", version_base=None):
         config = to_train_config(compose("train", overrides=overrides))
@@ -348,6 +371,77 @@ def _report(
         "ratios": ratios,
         "graph_memory": memory,
     }
+
+
+def _compare_ranks(args: Any, overrides: list[str]) -> int:
+    """``--ranks N``: whole training runs, N ranks against one process (see the docstring)."""
+    ranks, threads = args.ranks, args.threads
+    if ranks < 2 or threads % ranks:
+        raise SystemExit(f"--ranks must be >= 2 and divide --threads ({threads}), got {ranks}")
+    with initialize_config_module(config_module="nmtbucket.conf", version_base=None):
+        budget = to_train_config(compose("train", overrides=overrides)).bucketing.token_budget
+    common = [
+        *overrides,
+        f"trainer.max_updates={args.updates}",
+        "trainer.max_minutes=0",
+        "trainer.validate_every=0",
+        "trainer.progress=false",
+        "trainer.tensorboard=false",
+        "trainer.device=cpu",
+        "resume=false",
+    ]
+    whole_batch = [f"bucketing.token_budget={budget * ranks}", f"bucketing.batch_multiple={ranks}"]
+    train = [sys.executable, "-m", "nmtbucket.cli.train"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    torchrun += ["--nproc_per_node", str(ranks), "-m", "nmtbucket.cli.train"]
+    variants = {
+        "one_process": (train, whole_batch, threads),
+        "ranks": (torchrun, [], threads // ranks),
+        "one_thread": (train, whole_batch, threads // ranks),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_index in range(args.rounds):
+            for name, (command, extra, run_threads) in variants.items():
+                run_dir = Path(scratch) / f"{name}-{round_index}"
+                env = dict(os.environ, OMP_NUM_THREADS=str(run_threads))
+                full = [*command, *common, *extra, f"run_dir={run_dir}"]
+                subprocess.run(full, env=env, check=True, capture_output=True)
+                results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+                rates[name].append(results["real_tgt_tokens_per_second"])
+                print(
+                    f"round {round_index + 1} {name}: {rates[name][-1]:.0f} tok/s", file=sys.stderr
+                )
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    summary = {
+        "tgt_tokens_per_second": medians,
+        "ranks_over_one_process": medians["ranks"] / medians["one_process"],
+        "scaling_efficiency": medians["ranks"] / (ranks * medians["one_thread"]),
+    }
+    print("\n| run | threads | real target tokens/s (median) |\n|---|---:|---:|")
+    for name, (_, _, run_threads) in variants.items():
+        label = f"{ranks} ranks" if name == "ranks" else f"one process ({name})"
+        print(f"| {label} | {run_threads} each | {medians[name]:.0f} |")
+    print(
+        f"\nranks / one process: {summary['ranks_over_one_process']:.2f}x; scaling efficiency "
+        f"{summary['scaling_efficiency']:.2f}"
+    )
+    if args.json:
+        report = {
+            "benchmark": "train-ranks",
+            "date": datetime.date.today().isoformat(),
+            "command": " ".join(sys.argv),
+            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+            "torch": torch.__version__,
+            "ranks": ranks,
+            "threads": threads,
+            "updates_per_run": args.updates,
+            "rounds": rates,
+            **summary,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
 from nmtbucket.data.lm_batch import collate_sentences
 from nmtbucket.data.stream import StreamBatches
+from nmtbucket.distributed import Ranks
 from nmtbucket.executors.eager import EagerExecutor
 from nmtbucket.executors.interface import ExecutorFactory
 from nmtbucket.executors.update import ParameterUpdate
@@ -27,7 +28,7 @@ from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models import build_sym_gen
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
 from nmtbucket.training.optim import build_optimizer, build_scheduler
-from nmtbucket.training.step import TrainStep, loss_normalizer
+from nmtbucket.training.step import TrainStep, WindowCounts
 from nmtbucket.translation.step import Seq2SeqStep
 
 VOCAB = 24
@@ -45,7 +46,9 @@ class RecordedOps:
     capture, recording executes the step once: the executor's warm-up guard undoes that. It
     cannot show what only a GPU does: memory reuse within a pool (it keeps every tensor alive),
     uninitialised outputs before the first replay, library state (cuDNN), or host copies other
-    than reading a number. Every pool handed to it is kept in ``pools``."""
+    than reading a number. A collective (``torch.distributed``'s functional all-reduce) is
+    recorded and replayed like any operator, its result waited for before it is used, as stream
+    order does in a CUDA graph. Every pool handed to it is kept in ``pools``."""
 
     def __init__(self) -> None:
         self.pools: list[Any] = []
@@ -65,6 +68,10 @@ class RecordedOps:
             for func, args, kwargs, recorded, grad_mode in operations:
                 with torch.set_grad_enabled(grad_mode):  # some kernels keep extras for backward
                     fresh = func(*args, **kwargs)
+                if func.namespace == "_c10d_functional":
+                    # a collective's result is ready once waited for; in a CUDA graph, the
+                    # kernels after it on the stream wait for it
+                    fresh = torch.ops._c10d_functional.wait_tensor(fresh)
                 with torch.no_grad():
                     _write_into(recorded, fresh)
 
@@ -101,7 +108,7 @@ class Case:
     loss_per: str = "token"
 
 
-def _seq2seq_case(arch: str, device: torch.device, dropout: float) -> Case:
+def _seq2seq_case(arch: str, device: torch.device, dropout: float, ranks: Ranks, rows: int) -> Case:
     config = ModelConfig(arch=arch, d_model=16, encoder_layers=1, decoder_layers=1)
     config.num_heads, config.d_ff, config.dropout = 2, 32, dropout
     generator = torch.Generator().manual_seed(0)
@@ -118,8 +125,10 @@ def _seq2seq_case(arch: str, device: torch.device, dropout: float) -> Case:
         fits = [
             j for j in range(len(src)) if len(src[j]) <= key.src_len and len(tgt[j]) <= key.tgt_len
         ]
-        rows = [fits[(i + r) % len(fits)] for r in range(3)]
-        batches.append(collate(data, rows, key, pad_id=0).to(device))
+        chosen = [fits[(i + r) % len(fits)] for r in range(rows)]
+        share = rows // ranks.world_size  # this rank's consecutive rows, as the sampler splits
+        mine = chosen[ranks.rank * share : (ranks.rank + 1) * share]
+        batches.append(collate(data, mine, key, pad_id=0).to(device))
 
     def build(executors: ExecutorFactory) -> BucketingModule:
         torch.manual_seed(0)
@@ -129,10 +138,13 @@ def _seq2seq_case(arch: str, device: torch.device, dropout: float) -> Case:
     return Case(build, batches, lambda: Seq2SeqStep(label_smoothing=0.1))
 
 
-def _lm_case(mode: str, device: torch.device, dropout: float) -> Case:
+def _lm_case(mode: str, device: torch.device, dropout: float, ranks: Ranks, rows: int) -> Case:
     tokens = torch.randint(0, VOCAB, (70,), generator=torch.Generator().manual_seed(2))
     if mode == "stream":
-        stream = StreamBatches(tokens, batch_size=3, bptt=6)  # the last batch continues, padded
+        # the last batch continues, padded
+        stream = StreamBatches(
+            tokens, batch_size=rows, bptt=6, rank=ranks.rank, world_size=ranks.world_size
+        )
         batches = [b.to(device) for b in stream]
         default_key = 6
     else:
@@ -151,11 +163,21 @@ def _lm_case(mode: str, device: torch.device, dropout: float) -> Case:
     return Case(build, batches, LanguageModelStep, loss_per="row")
 
 
-def build_case(name: str, device: torch.device, dropout: float = DROPOUT) -> Case:
-    """One of :data:`CASES`; a model built by its ``build`` starts from the same weights."""
+def build_case(
+    name: str,
+    device: torch.device,
+    dropout: float = DROPOUT,
+    ranks: Ranks | None = None,
+    rows: int = 3,
+) -> Case:
+    """One of :data:`CASES`; a model built by its ``build`` starts from the same weights.
+    Translation batches (and language-model stream batches) hold ``rows`` rows (columns) in
+    all, of which ``ranks`` takes its share (``rows`` must then divide evenly); sentence
+    batches of a language model are not split."""
+    ranks = ranks or Ranks()
     if name in ("transformer", "lstm"):
-        return _seq2seq_case(name, device, dropout)
-    return _lm_case(name.removeprefix("lm_"), device, dropout)
+        return _seq2seq_case(name, device, dropout, ranks, rows)
+    return _lm_case(name.removeprefix("lm_"), device, dropout, ranks, rows)
 
 
 @dataclass
@@ -171,21 +193,33 @@ class Training:
 
 
 def start_training(
-    case: Case, executors: ExecutorFactory = EagerExecutor, optimizer: str = "adamw"
+    case: Case,
+    executors: ExecutorFactory = EagerExecutor,
+    optimizer: str = "adamw",
+    ranks: Ranks | None = None,
 ) -> Training:
     model = case.build(executors).train()
     config = TrainerConfig(lr=3e-3, warmup_updates=2, clip_norm=0.5, optimizer=optimizer)
     built = build_optimizer(model.parameters(), config, executors.captures_update)
-    update = ParameterUpdate(model.parameters(), built, config.clip_norm)
+    update = ParameterUpdate(model.parameters(), built, config.clip_norm, ranks)
     scheduler = build_scheduler(built, config)
     return Training(model, built, update, case.make_step(), scheduler, [])
 
 
-def train(training: Training, batches: Sequence[Any], accumulate: int, loss_per: str) -> None:
-    """One update per ``accumulate`` batches, the update run with the last of them."""
+def train(
+    training: Training,
+    batches: Sequence[Any],
+    accumulate: int,
+    loss_per: str,
+    ranks: Ranks | None = None,
+) -> None:
+    """One update per ``accumulate`` batches, the update run with the last of them; under
+    several ``ranks`` the loss is normalised by all ranks' counts, as the Trainer does."""
+    ranks = ranks or Ranks()
     for first in range(0, len(batches) - accumulate + 1, accumulate):
         window = batches[first : first + accumulate]
-        training.step.normalizer = loss_normalizer(window, loss_per)
+        counts = WindowCounts.of(window).summed(ranks, torch.device("cpu"))
+        training.step.normalizer = counts.normalizer(loss_per)
         for i, batch in enumerate(window):
             last = i == len(window) - 1
             loss = training.model.train_step(batch, training.step, training.update, last)

@@ -151,7 +151,9 @@ class BucketBatchSampler:
             state,
             self.state_dict(),
             ("seed", "num_examples", "buckets", "batch_sizes", "world_size"),
-            "resume with the same data, buckets and seed",
+            "resume with the same data, buckets, seed and number of training processes "
+            "(torchrun ranks: each takes its share of every step, so another count changes the "
+            "batches)",
         )
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])

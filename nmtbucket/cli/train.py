@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from nmtbucket.cli.tasks import run_training
 from nmtbucket.cli.typed_config import to_typed_config
 from nmtbucket.config import TrainConfig
+from nmtbucket.distributed import Ranks
 from nmtbucket.errors import NmtBucketError
 
 log = logging.getLogger("nmtbucket.train")
@@ -39,5 +40,18 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``nmtbucket-train`` command. Under torchrun, ranks other than 0 write no Hydra files
+    (``.hydra/``, the log file) into the run folder, which rank 0 alone writes; they log
+    warnings and errors to the console only."""
+    if Ranks.from_environment().rank != 0:
+        sys.argv += [
+            "hydra.output_subdir=null",
+            "hydra/job_logging=stdout",
+            "hydra.job_logging.root.level=WARNING",
+        ]
     main()
+
+
+if __name__ == "__main__":
+    entry()

@@ -8,6 +8,9 @@ padded and masked rather than dropped or shortened, so every token after the fir
 exactly once per epoch. Column ``b`` starts with the
 token that column ``b - 1`` predicts last, so no prediction is lost at a column boundary (only
 the hidden state before it).
+
+Under torchrun the columns are split between the ranks, each taking a consecutive share and
+carrying its own hidden state, so N ranks train on what one process with all the columns does.
 """
 
 from __future__ import annotations
@@ -29,10 +32,23 @@ class StreamBatches:
     of an epoch has ``continues=False`` (start from a zero state), the others ``True``.
     """
 
-    def __init__(self, tokens: torch.Tensor, batch_size: int, bptt: int, pad_id: int = 0) -> None:
+    def __init__(
+        self,
+        tokens: torch.Tensor,
+        batch_size: int,
+        bptt: int,
+        pad_id: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if batch_size < 1 or bptt < 1:
             raise NmtBucketError(
                 f"batch size and bptt length must be at least 1, got {batch_size} and {bptt}"
+            )
+        if batch_size % world_size:
+            raise NmtBucketError(
+                f"data.lm.batch_size={batch_size} columns cannot be split evenly over "
+                f"{world_size} ranks; make it a multiple of the number of ranks"
             )
         predictions = tokens.numel() - 1
         if predictions < batch_size:
@@ -53,6 +69,11 @@ class StreamBatches:
             self.inputs[column, :length] = tokens[start : start + length]
             self.targets[column, :length] = tokens[start + 1 : start + length + 1]
             start += length
+        share = batch_size // world_size
+        mine = slice(rank * share, (rank + 1) * share)  # this rank's columns
+        self.inputs, self.targets = self.inputs[mine], self.targets[mine]  # (B / N, L) each
+        self.column_lengths = self.column_lengths[mine]
+        self.total_columns = batch_size
         self.num_tokens = tokens.numel()
         self.bptt = bptt
         self.epoch = 0
@@ -64,7 +85,7 @@ class StreamBatches:
 
     @property
     def num_predictions(self) -> int:
-        """Tokens predicted per epoch: all of them but the first."""
+        """Tokens predicted per epoch by this rank (one process: all of them but the first)."""
         return int(self.column_lengths.sum())
 
     def __len__(self) -> int:
@@ -97,7 +118,7 @@ class StreamBatches:
             "epoch": self.epoch,
             "position": self.position,
             "num_tokens": self.num_tokens,
-            "batch_size": self.batch_size,
+            "batch_size": self.total_columns,
             "bptt": self.bptt,
         }
 

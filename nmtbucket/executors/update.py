@@ -1,7 +1,8 @@
 """The parameter update after an accumulation window, done entirely with tensor operations on
 the parameters' device (no host synchronisation), so a CUDA-graph executor can capture it with
-the last micro-batch's forward and backward: gradient norm, clipping, a skip when any loss or
-the gradient is NaN or infinite, the optimizer step and the zeroing of the gradients."""
+the last micro-batch's forward and backward: the sum of the gradients over the ranks (under
+torchrun), gradient norm, clipping, a skip when any loss or the gradient is NaN or infinite,
+the optimizer step and the zeroing of the gradients."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from nmtbucket.distributed import Ranks, all_reduce_
+
 GradientSnapshot = tuple[list[torch.Tensor], torch.Tensor] | None
 
 
@@ -19,7 +22,13 @@ class ParameterUpdate:
 
     The gradients live in tensors allocated here once and never replaced: backward adds into
     them, :meth:`apply` zeroes them in place. Captured graphs therefore all read and write the
-    same gradient memory, whichever bucket key they belong to.
+    same gradient memory, whichever bucket key they belong to. They are views of one flat
+    buffer per dtype and device, so that under several ``ranks`` an update sums them over the
+    ranks with one all-reduce per buffer (and only at the update: the micro-batches before the
+    last of an accumulation window never communicate). Each rank's loss is divided by the
+    normaliser of the whole step, all ranks together, so the sum is the gradient one process
+    would compute on all of their rows. A non-finite loss on any rank travels in a spare last
+    element of the first buffer, so that every rank skips the same updates.
 
     An update is skipped, leaving parameters and optimizer state untouched, when a loss noted
     by :meth:`note_loss` since the last update, or the gradient norm, is not finite. The
@@ -34,6 +43,7 @@ class ParameterUpdate:
         parameters: Iterable[nn.Parameter],
         optimizer: torch.optim.Optimizer,
         clip_norm: float,
+        ranks: Ranks | None = None,
     ) -> None:
         self.parameters = [p for p in parameters if p.requires_grad]
         if not self.parameters:
@@ -45,12 +55,10 @@ class ParameterUpdate:
             )
         self.optimizer = optimizer
         self.clip_norm = clip_norm
+        self.ranks = ranks or Ranks()
         device = self.parameters[0].device
-        self.grads: list[torch.Tensor] = []
-        for parameter in self.parameters:
-            if parameter.grad is None:
-                parameter.grad = torch.zeros_like(parameter)
-            self.grads.append(parameter.grad)
+        self.flat_grads = _flat_gradients(self.parameters)  # (n + 1,) per dtype and device
+        self.grads: list[torch.Tensor] = [p.grad for p in self.parameters]  # type: ignore[misc]
         self.nonfinite_loss = torch.zeros((), device=device)  # 1.0 once a loss was not finite
         self.grad_norm = torch.zeros((), device=device)
         self.skipped = torch.zeros((), device=device)  # the optimizer's found_inf
@@ -67,6 +75,8 @@ class ParameterUpdate:
     def apply(self) -> None:
         """Clip, step (or skip) and zero the gradients; see :attr:`grad_norm`, :attr:`skipped`."""
         self._check_gradients_kept()
+        if self.ranks.distributed:
+            self._sum_over_ranks()
         norm = torch.nn.utils.get_total_norm(self.grads)  # 0-d, float32
         if self.clip_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.parameters, self.clip_norm, norm)
@@ -81,6 +91,13 @@ class ParameterUpdate:
         self.optimizer.step()
         torch._foreach_zero_(self.grads)
         self.nonfinite_loss.zero_()
+
+    def _sum_over_ranks(self) -> None:
+        """Every rank's gradients summed, and :attr:`nonfinite_loss` set where any rank's was."""
+        flag = self.flat_grads[0][-1]  # 0-d: how many ranks saw a non-finite loss
+        flag.copy_(self.nonfinite_loss)
+        all_reduce_(self.flat_grads, self.ranks)
+        torch.clamp(flag, max=1.0, out=self.nonfinite_loss)
 
     @property
     def pending(self) -> bool:
@@ -133,3 +150,24 @@ class ParameterUpdate:
                     "a parameter's .grad was replaced (zero_grad(set_to_none=True)?); "
                     "ParameterUpdate owns the gradient tensors and zeroes them itself"
                 )
+
+
+def _flat_gradients(parameters: list[nn.Parameter]) -> list[torch.Tensor]:
+    """Zeroed gradients for ``parameters``, made views of one flat buffer per (dtype, device)
+    with one spare element at its end (the ranks' non-finite flag); a gradient already there
+    is copied in. Returns the buffers."""
+    groups: dict[tuple[torch.dtype, torch.device], list[nn.Parameter]] = {}
+    for parameter in parameters:
+        groups.setdefault((parameter.dtype, parameter.device), []).append(parameter)
+    buffers = []
+    for (dtype, device), members in groups.items():
+        flat = torch.zeros(sum(p.numel() for p in members) + 1, dtype=dtype, device=device)
+        offset = 0
+        for parameter in members:
+            view = flat[offset : offset + parameter.numel()].view_as(parameter)
+            if parameter.grad is not None:
+                view.copy_(parameter.grad)
+            parameter.grad = view
+            offset += parameter.numel()
+        buffers.append(flat)
+    return buffers

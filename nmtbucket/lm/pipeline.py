@@ -20,6 +20,7 @@ from nmtbucket.data.lm_batch import LMBatch
 from nmtbucket.data.lm_corpus import LanguageModelCorpus
 from nmtbucket.data.sentence_batches import SentenceBatches, sentence_lengths
 from nmtbucket.data.stream import StreamBatches
+from nmtbucket.distributed import Ranks
 from nmtbucket.lm.evaluator import PerplexityEvaluator
 from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models.lm import build_language_model, lm_sym_gen
@@ -74,11 +75,14 @@ class LanguageModelTask:
         }
 
 
-def prepare_language_model(config: TrainConfig, device: torch.device) -> LanguageModelTask:
-    """Read the corpus, batch it as ``data.lm.mode`` asks, build ``sym_gen`` and evaluators."""
+def prepare_language_model(
+    config: TrainConfig, device: torch.device, ranks: Ranks | None = None
+) -> LanguageModelTask:
+    """Read the corpus, batch it as ``data.lm.mode`` asks (this rank's share of each step),
+    build ``sym_gen`` and evaluators."""
     corpus = LanguageModelCorpus.load(config.data, log=log.info)
     log.info("%s", corpus.describe())
-    data = batch_corpus(corpus, config)
+    data = batch_corpus(corpus, config, ranks or Ranks())
     log.info("%s mode, bucket keys %s", config.data.lm.mode, sorted(data.batch_sizes))
     core = build_language_model(config.model, len(corpus.vocabulary))
     evaluators = {
@@ -96,18 +100,28 @@ def prepare_language_model(config: TrainConfig, device: torch.device) -> Languag
     return LanguageModelTask(config, corpus, data, evaluators, setup)
 
 
-def batch_corpus(corpus: LanguageModelCorpus, config: TrainConfig) -> LanguageModelData:
-    """The batches ``data.lm.mode`` (``stream`` or ``sentences``) asks for. Held-out batches
-    cover every token of their split: stream batches are padded, never trimmed; sentence keys
-    grow to the longest line."""
+def batch_corpus(
+    corpus: LanguageModelCorpus, config: TrainConfig, ranks: Ranks | None = None
+) -> LanguageModelData:
+    """The batches ``data.lm.mode`` (``stream`` or ``sentences``) asks for, ``ranks``' share of
+    the training steps (stream mode: ``data.lm.batch_size`` columns in all, split between the
+    ranks; sentences: each rank's rows per key). Held-out batches cover every token of their
+    split: stream batches are padded, never trimmed; sentence keys grow to the longest line."""
     lm = config.data.lm
+    ranks = ranks or Ranks()
     if lm.mode == "stream":
-        train = StreamBatches(corpus.stream("train"), lm.batch_size, lm.bptt)
+        train = StreamBatches(
+            corpus.stream("train"),
+            lm.batch_size,
+            lm.bptt,
+            rank=ranks.rank,
+            world_size=ranks.world_size,
+        )
         held_out = {}
         for split in EVAL_SPLITS:
             stream = StreamBatches(corpus.stream(split), lm.eval_batch_size, lm.bptt)
             held_out[split] = [stream.batch(i) for i in range(len(stream))]
-        return LanguageModelData(train, held_out, {lm.bptt: lm.batch_size})
+        return LanguageModelData(train, held_out, {lm.bptt: train.batch_size})
     lengths = sentence_lengths(corpus.splits["train"])  # (N, 1)
     scheme = build_bucket_scheme(lengths, config.bucketing)
     sampler = BucketBatchSampler(
@@ -116,6 +130,8 @@ def batch_corpus(corpus: LanguageModelCorpus, config: TrainConfig) -> LanguageMo
         scheme.batch_sizes,
         overlong=config.bucketing.overlong,  # type: ignore[arg-type]
         seed=config.trainer.seed,
+        rank=ranks.rank,
+        world_size=ranks.world_size,
     )
     log.info("buckets: %s", sampler.assignment.summary())
     sentences = SentenceBatches(corpus.splits["train"], sampler, corpus.eos_id)

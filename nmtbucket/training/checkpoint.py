@@ -124,10 +124,18 @@ class CheckpointKeeper:
     kept lists are part of the training state, so a resumed run keeps pruning them. To stay
     consistent through a crash, save ``last.pt`` (which names the kept files) between
     :meth:`consider` or :meth:`snapshot` and :meth:`prune`.
+
+    With ``writes`` False (ranks other than 0 under torchrun) it keeps the same lists and
+    writes or deletes no file, so that every rank takes the same decisions.
     """
 
     def __init__(
-        self, directory: str | Path, keep_best: int, higher_is_better: bool, keep_last: int = 0
+        self,
+        directory: str | Path,
+        keep_best: int,
+        higher_is_better: bool,
+        keep_last: int = 0,
+        writes: bool = True,
     ) -> None:
         if keep_best < 0 or keep_last < 0:
             raise NmtBucketError(
@@ -138,6 +146,7 @@ class CheckpointKeeper:
         self.keep_best = keep_best
         self.keep_last = keep_last
         self.higher_is_better = higher_is_better
+        self.writes = writes
         self.best: list[BestEntry] = []
         self.recent: list[int] = []  # updates of the kept snapshots, oldest first
 
@@ -151,7 +160,8 @@ class CheckpointKeeper:
         return self.directory / self.best[0].name if self.best else None
 
     def save_last(self, state: Mapping[str, Any]) -> None:
-        save_checkpoint(self.last_path, state)
+        if self.writes:
+            save_checkpoint(self.last_path, state)
 
     def consider(
         self, model_state: Mapping[str, torch.Tensor], update: int, score: float
@@ -161,7 +171,7 @@ class CheckpointKeeper:
         entry = BestEntry(best_name(update), update, score)
         ranked = sorted([e for e in self.best if e.update != update] + [entry], key=self._rank)
         kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
-        if entry in kept:
+        if entry in kept and self.writes:
             _save_weights(self.directory / entry.name, model_state, update, score=score)
         self.best = kept
         return [e.name for e in dropped]
@@ -171,14 +181,15 @@ class CheckpointKeeper:
         0). Returns the file names of snapshots that are no longer kept, for :meth:`prune`."""
         if self.keep_last == 0:
             return []
-        _save_weights(self.directory / snapshot_name(update), model_state, update)
+        if self.writes:
+            _save_weights(self.directory / snapshot_name(update), model_state, update)
         updates = sorted({*self.recent, update})
         self.recent = updates[-self.keep_last :]
         return [snapshot_name(u) for u in updates[: -self.keep_last]]
 
     def prune(self, dropped: list[str]) -> None:
         """Delete the named files (checkpoints that are no longer kept)."""
-        for name in dropped:
+        for name in dropped if self.writes else []:
             (self.directory / name).unlink(missing_ok=True)
 
     def state_dict(self) -> dict[str, Any]:

@@ -23,18 +23,30 @@ class MetricsLogger:
     Every row has ``kind`` (``train``, ``valid`` or ``test``) and ``update``; the other fields
     are numbers or strings. Each kind has its own CSV file (``metrics-train.csv``,
     ``metrics-valid.csv``, ...), whose columns are those of its first row, widened when a later
-    row has a field more.
+    row has a field more. With ``writes`` False (ranks other than 0) nothing is written.
     """
 
-    def __init__(self, run_dir: str | Path, fmt: str = "jsonl", tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        fmt: str = "jsonl",
+        tensorboard: bool = True,
+        writes: bool = True,
+    ) -> None:
         if fmt not in FORMATS:
             raise NmtBucketError(f"trainer.metrics_format must be one of {FORMATS}, got {fmt!r}")
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.format = fmt
-        self._writer = _tensorboard_writer(self.run_dir / "tensorboard") if tensorboard else None
+        self.writes = writes
+        self._writer = None
+        if writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                self._writer = _tensorboard_writer(self.run_dir / "tensorboard")
 
     def log(self, kind: str, update: int, **values: Any) -> None:
+        if not self.writes:
+            return
         row = {"kind": kind, "update": update, **{k: _plain(v) for k, v in values.items()}}
         if self.format == "jsonl":
             with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as file:
@@ -49,6 +61,8 @@ class MetricsLogger:
 
     def forget_after(self, update: int) -> None:
         """Drop rows logged after ``update``: a resumed run logs those updates again."""
+        if not self.writes:
+            return
         paths = [self.run_dir / "metrics.jsonl", *self.run_dir.glob("metrics-*.csv")]
         for path in paths:
             if not path.is_file():

@@ -13,6 +13,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from nmtbucket.config import CHOICES, TrainerConfig
+from nmtbucket.distributed import Ranks
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.executors.update import ParameterUpdate
 
@@ -157,11 +158,13 @@ def build_optimization(
     config: TrainerConfig,
     capturable: bool,
     epoch_of: Callable[[], int] | None = None,
+    ranks: Ranks | None = None,
 ) -> Optimization:
     """The optimizer, schedule and update of ``trainer.*`` for ``parameters``; ``capturable``
     when the executors capture the update (``ExecutorFactory.captures_update``), ``epoch_of``
-    the epoch of the next batch (for ``schedule=epoch_decay``)."""
+    the epoch of the next batch (for ``schedule=epoch_decay``), ``ranks`` the training
+    processes whose gradients each update sums."""
     parameters = list(parameters)
     optimizer = build_optimizer(parameters, config, capturable)
-    update = ParameterUpdate(parameters, optimizer, config.clip_norm)
+    update = ParameterUpdate(parameters, optimizer, config.clip_norm, ranks)
     return Optimization(optimizer, build_scheduler(optimizer, config, epoch_of), update)

@@ -19,6 +19,14 @@ from nmtbucket.bucketing.keys import LengthKey
 from nmtbucket.bucketing.module import BucketingModule, SymGen
 from nmtbucket.config import TrainConfig
 from nmtbucket.device import resolve_device
+from nmtbucket.distributed import (
+    Ranks,
+    barrier,
+    broadcast_parameters,
+    end_process_group,
+    rank_device,
+    start_process_group,
+)
 from nmtbucket.executors.selection import build_executor_factory, resolve_executor
 from nmtbucket.files import atomic_write_json
 from nmtbucket.models import count_parameters
@@ -63,40 +71,61 @@ class PreparedTask(Protocol):
         ...
 
 
-PrepareTask = Callable[[TrainConfig, torch.device], PreparedTask]
-"""Reads a task's data, defines its buckets and batches, builds its ``sym_gen`` (the random
-generators are seeded before)."""
+PrepareTask = Callable[[TrainConfig, torch.device, Ranks], PreparedTask]
+"""Reads a task's data, defines its buckets and batches (this rank's share of each step),
+builds its ``sym_gen`` (the random generators are seeded before)."""
 
 
 def run_pipeline(config: TrainConfig, prepare_task: PrepareTask) -> dict[str, Any]:
     """Train and score as ``config`` says (checked by ``check_choices``); returns what
-    ``results.json`` holds."""
+    ``results.json`` holds (an empty dict on ranks other than 0, which neither score nor
+    write). Under torchrun, every rank runs this with its share of every step."""
+    ranks = Ranks.from_environment()
+    device = rank_device(ranks, resolve_device(config.trainer.device))
+    start_process_group(ranks, device, config.trainer.distributed_timeout_seconds)
+    try:
+        return _train_and_score(config, prepare_task, ranks, device)
+    finally:
+        end_process_group()
+
+
+def _train_and_score(
+    config: TrainConfig, prepare_task: PrepareTask, ranks: Ranks, device: torch.device
+) -> dict[str, Any]:
     started = time.monotonic()
     run_dir = open_run_dir(config)
-    device = resolve_device(config.trainer.device)
     random.seed(config.trainer.seed)
     torch.manual_seed(config.trainer.seed)
 
-    task = prepare_task(config, device)
+    if not ranks.is_main:
+        barrier(ranks)  # rank 0 prepares the data first (tokenizers, the encoded-data cache) ...
+    task = prepare_task(config, device, ranks)
+    if ranks.is_main:
+        barrier(ranks)  # ... which the others then read
     setup = task.setup
-    model = _build_model(config, setup, device)
-    write_run_files(run_dir, config, setup.batch_sizes)
-    task.write_run_files(run_dir)
+    model = _build_model(config, setup, device, ranks)
+    if ranks.is_main:
+        write_run_files(run_dir, config, setup.batch_sizes)
+        task.write_run_files(run_dir)
     batches = setup.train_batches
     optimization = build_optimization(
         model.parameters(),
         config.trainer,
         model.executor_factory.captures_update,
         lambda: upcoming_epoch(batches),
+        ranks,
     )
     trainer = Trainer(
         model, batches, setup.valid_evaluator, setup.step, optimization, config.trainer,
-        run_dir, device,
+        run_dir, device, ranks,
     )  # fmt: skip
+    barrier(ranks)  # the run files are written; every rank reads the same last.pt
     if config.resume:
         trainer.resume_if_possible()
     progress = trainer.fit()
     log.info("training stopped: %s", progress.stop_reason)
+    if not ranks.is_main:
+        return {}
 
     weights = trainer.load_best_weights()
     scores = task.score(model)
@@ -116,16 +145,20 @@ def run_pipeline(config: TrainConfig, prepare_task: PrepareTask) -> dict[str, An
     return results
 
 
-def _build_model(config: TrainConfig, setup: TaskSetup, device: torch.device) -> BucketingModule:
+def _build_model(
+    config: TrainConfig, setup: TaskSetup, device: torch.device, ranks: Ranks
+) -> BucketingModule:
     executors = build_executor_factory(config.trainer, device, len(setup.batch_sizes))
     model = BucketingModule(setup.sym_gen, setup.default_bucket_key, executors).to(device)
+    broadcast_parameters(model, ranks)  # equal from the same seed already; this makes sure
     log.info(
-        "model: %s with %s parameters; %d bucket keys, default %s; executor %s",
+        "model: %s with %s parameters; %d bucket keys, default %s; executor %s%s",
         config.model.arch,
         f"{count_parameters(model):,}",
         len(setup.batch_sizes),
         setup.default_bucket_key,
         resolve_executor(config.trainer.executor, device),
+        f"; {ranks.world_size} ranks" if ranks.distributed else "",
     )
     return model
 

@@ -5,11 +5,13 @@ scalar that divisor lives in. Each task's step is in its own package."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import astuple, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+from nmtbucket.distributed import Ranks, sum_across_ranks
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.executors.interface import StatefulStep
 
@@ -72,11 +74,39 @@ def loss_normalizer(window: Sequence[TrainBatch], loss_per: str) -> float:
     rows (``row``: the loss summed over time steps and averaged over sequences, as Zaremba et
     al. train). Over the whole accumulation window, so an update over several micro-batches
     equals one over their union, however the bucket keys split them."""
-    if loss_per == "row":
-        return float(max(sum(b.num_sequences for b in window), 1))
-    if loss_per == "token":
-        return float(max(sum(b.num_target_tokens for b in window), 1))
-    raise NmtBucketError(f"trainer.loss_per must be token or row, got {loss_per!r}")
+    return WindowCounts.of(window).normalizer(loss_per)
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """What an accumulation window holds: this rank's, or (:meth:`summed`) all ranks'."""
+
+    rows: int  # rows holding an example
+    target_tokens: int
+    real_tokens: int
+    padded_tokens: int
+
+    @classmethod
+    def of(cls, window: Sequence[TrainBatch]) -> WindowCounts:
+        return cls(
+            rows=sum(b.num_sequences for b in window),
+            target_tokens=sum(b.num_target_tokens for b in window),
+            real_tokens=sum(b.num_real_tokens for b in window),
+            padded_tokens=sum(b.num_padded_tokens for b in window),
+        )
+
+    def summed(self, ranks: Ranks, device: torch.device) -> WindowCounts:
+        """The counts of every rank's window of this step added up (one small all-reduce)."""
+        return WindowCounts(*(round(v) for v in sum_across_ranks(astuple(self), ranks, device)))
+
+    def normalizer(self, loss_per: str) -> float:
+        """See :func:`loss_normalizer`; under torchrun, of the summed counts (as fairseq does),
+        so that N ranks compute the update one process computes on all of their rows."""
+        if loss_per == "row":
+            return float(max(self.rows, 1))
+        if loss_per == "token":
+            return float(max(self.target_tokens, 1))
+        raise NmtBucketError(f"trainer.loss_per must be token or row, got {loss_per!r}")
 
 
 class DeviceScalar:

@@ -19,6 +19,7 @@ import torch
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
+from nmtbucket.distributed import Ranks, barrier, from_main_rank, gathered, sum_across_ranks
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.progress import Progress
 from nmtbucket.training.checkpoint import CheckpointKeeper, load_checkpoint
@@ -26,7 +27,7 @@ from nmtbucket.training.counters import IntervalSums, TrainProgress, limit_reach
 from nmtbucket.training.evaluation import SplitEvaluator
 from nmtbucket.training.metrics import MetricsLogger
 from nmtbucket.training.optim import Optimization, after_loading, implementation_settings
-from nmtbucket.training.step import CarriedStateStep, TrainBatch, TrainStep, loss_normalizer
+from nmtbucket.training.step import CarriedStateStep, TrainBatch, TrainStep, WindowCounts
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,12 @@ def upcoming_epoch(batches: TrainBatches) -> int:
 class Trainer:
     """Trains ``model`` on ``train_iter`` with ``step`` and ``optimization``, validating with
     ``evaluator`` into ``run_dir``. ``config`` was checked by
-    :func:`~nmtbucket.config.check_choices`."""
+    :func:`~nmtbucket.config.check_choices`.
+
+    Under torchrun each rank runs its own Trainer on its share of every step (``ranks``): the
+    update sums the ranks' gradients (:class:`~nmtbucket.executors.update.ParameterUpdate`),
+    the counts of each step are summed over the ranks, so every rank takes the same decisions,
+    and rank 0 alone validates (the others receive its scores) and writes files."""
 
     def __init__(
         self,
@@ -80,6 +86,7 @@ class Trainer:
         config: TrainerConfig,
         run_dir: str | Path,
         device: torch.device,
+        ranks: Ranks | None = None,
     ) -> None:
         self.model = model
         self.train_iter = train_iter
@@ -87,15 +94,22 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = device
+        self.ranks = ranks or Ranks()
         self.step = step
         self.optimizer = optimization.optimizer
         self.update = optimization.update
         self.scheduler = optimization.scheduler
         higher = EARLY_STOPPING_METRICS[config.early_stopping_metric]
         self.keeper = CheckpointKeeper(
-            self.run_dir / "checkpoints", config.keep_best, higher, config.keep_last
+            self.run_dir / "checkpoints",
+            config.keep_best,
+            higher,
+            config.keep_last,
+            writes=self.ranks.is_main,
         )
-        self.metrics = MetricsLogger(self.run_dir, config.metrics_format, config.tensorboard)
+        self.metrics = MetricsLogger(
+            self.run_dir, config.metrics_format, config.tensorboard, writes=self.ranks.is_main
+        )
         self.progress = TrainProgress()
         self._interval = IntervalSums()
         self._last_loss = 0.0
@@ -116,7 +130,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "iterator": self.train_iter.state_dict(),
-            "step": self.step.state_dict() if isinstance(self.step, CarriedStateStep) else {},
+            "step": self._carried_state(),
             "keeper": self.keeper.state_dict(),
             "progress": asdict(self.progress),
             "rng": rng,
@@ -142,13 +156,41 @@ class Trainer:
         self.scheduler.base_lrs = [float(lr) for lr in self.scheduler.base_lrs]
         self.train_iter.load_state_dict(state["iterator"])
         if isinstance(self.step, CarriedStateStep):
-            self.step.load_state_dict(state.get("step", {}))  # none before language models
+            self.step.load_state_dict(self._own_carried_state(state.get("step", {})))
         self.keeper.load_state_dict(state["keeper"])
         self.model.release_executors()  # graphs captured before hold the replaced state tensors
         self.progress = TrainProgress(**state["progress"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def _carried_state(self) -> dict[str, Any]:
+        """The step's carried state; under torchrun every rank's (each carries its own), by
+        rank. Every rank must call this (a collective)."""
+        if not isinstance(self.step, CarriedStateStep):
+            return {}
+        if not self.ranks.distributed:
+            return self.step.state_dict()
+        return {"ranks": gathered(self.step.state_dict(), self.ranks)}
+
+    def _own_carried_state(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """This rank's part of a saved :meth:`_carried_state` (none before language models)."""
+        by_rank = saved.get("ranks")
+        if by_rank is None and self.ranks.distributed and saved:
+            raise NmtBucketError(
+                f"{self.keeper.last_path} carries the state of one process, not of "
+                f"{self.ranks.world_size} ranks; resume it with as many processes as it was "
+                "trained with"
+            )
+        if by_rank is None:
+            return saved
+        if len(by_rank) != self.ranks.world_size:
+            raise NmtBucketError(
+                f"{self.keeper.last_path} was saved by {len(by_rank)} ranks, this run has "
+                f"{self.ranks.world_size}; resume it with as many processes as it was "
+                "trained with"
+            )
+        return dict(by_rank[self.ranks.rank])
 
     def load_best_weights(self) -> str:
         """Load the best checkpoint's weights into the model, for scoring after training; its
@@ -189,7 +231,11 @@ class Trainer:
         epoch_updates = self.config.max_epochs * (len(self.train_iter) // self.config.accumulate)
         total = self.config.max_updates or epoch_updates or None
         bar = Progress(
-            total, "train", enabled=self.config.progress, unit="upd", initial=self.progress.updates
+            total,
+            "train",
+            enabled=self.config.progress and self.ranks.is_main,
+            unit="upd",
+            initial=self.progress.updates,
         )
         self._prepare_executors()
         window: list[TrainBatch] = []  # micro-batches of the next update; may span an epoch end
@@ -204,8 +250,7 @@ class Trainer:
                     window = []
                     self.progress.train_seconds = time.monotonic() - started
                     self._after_update()
-                    now = time.monotonic()
-                    limit = self._limit_reached(now - started, now - run_started)
+                    limit = self._limit_reached(*self._elapsed(started, run_started))
                     self.progress.stop_reason = limit or self.progress.stop_reason
                     if self.progress.stop_reason:
                         break
@@ -242,18 +287,18 @@ class Trainer:
         """Forward and backward on each micro-batch of ``window``, the update run with the last
         one (one captured graph under ``executor=cuda_graph``); returns whether the update was
         made (False: a non-finite loss or gradient skipped it)."""
-        tgt_counts = [b.num_target_tokens for b in window]
-        self.step.normalizer = loss_normalizer(window, self.config.loss_per)
+        counts = WindowCounts.of(window).summed(self.ranks, self.device)  # all ranks together
+        self.step.normalizer = counts.normalizer(self.config.loss_per)
         losses = []
-        for i, (batch, tgt_tokens) in enumerate(zip(window, tgt_counts, strict=True)):
+        for i, batch in enumerate(window):
             on_device = batch.to(self.device, non_blocking=True)
             last = i == len(window) - 1
             loss = self.model.train_step(on_device, self.step, self.update, apply_update=last)
             losses.append(float(loss))  # host sync: the loss is read after every step
             self.progress.batches += 1
-            self.progress.tgt_tokens += tgt_tokens
-            self.progress.real_tokens += batch.num_real_tokens
-            self.progress.padded_tokens += batch.num_padded_tokens
+        self.progress.tgt_tokens += counts.target_tokens
+        self.progress.real_tokens += counts.real_tokens
+        self.progress.padded_tokens += counts.padded_tokens
         self._last_loss = losses[-1]
         made = self.update.made
         if made:
@@ -262,7 +307,7 @@ class Trainer:
             self.progress.nonfinite_in_row = 0
             self._interval.updates += 1
             self._interval.loss_sum += sum(losses) / len(losses)
-            self._interval.tgt_tokens += sum(tgt_counts)
+            self._interval.tgt_tokens += counts.target_tokens
         else:
             if isinstance(self.step, CarriedStateStep):
                 self.step.discard_state()  # nothing non-finite is carried to the next batch
@@ -324,6 +369,18 @@ class Trainer:
         limit = self._limit_reached()  # patience may have run out
         self.progress.stop_reason = self.progress.stop_reason or limit or ""
 
+    def _elapsed(self, started: float, run_started: float) -> tuple[float, float]:
+        """Seconds of training in all and in this command; under torchrun rank 0's, so that
+        every rank stops at the same update when a time limit is reached."""
+        now = time.monotonic()
+        elapsed = [now - started, now - run_started]
+        timed = self.config.max_minutes > 0 or self.config.max_minutes_per_run > 0
+        if not (self.ranks.distributed and timed):
+            return elapsed[0], elapsed[1]
+        mine = elapsed if self.ranks.is_main else [0.0, 0.0]
+        total, this_run = sum_across_ranks(mine, self.ranks, self.device)
+        return total, this_run
+
     def _limit_reached(
         self, elapsed: float | None = None, elapsed_this_run: float = 0.0
     ) -> str | None:
@@ -333,7 +390,9 @@ class Trainer:
 
     def _validate_and_save(self) -> None:
         self._validated_update = self.progress.updates
-        scores = self.evaluator.evaluate(self.model)
+        scores = self.evaluator.evaluate(self.model) if self.ranks.is_main else None
+        scores = from_main_rank(scores, self.ranks)  # the same decisions on every rank
+        assert scores is not None
         self.progress.validations += 1
         score = scores.metric(self.config.early_stopping_metric)
         improved = self._improves(score)
@@ -355,9 +414,11 @@ class Trainer:
         self._save(self.keeper.consider(self.model.state_dict(), self.progress.updates, score))
 
     def _save(self, dropped: list[str]) -> None:
-        """Save ``last.pt`` and then delete the ``dropped`` checkpoint files."""
+        """Save ``last.pt`` and then delete the ``dropped`` checkpoint files (rank 0); every
+        rank waits until that is done."""
         self.keeper.save_last(self.state_dict())  # names the kept files before ...
         self.keeper.prune(dropped)  # ... the others are deleted: a crash leaves no dangling name
+        barrier(self.ranks)
 
     def _improves(self, score: float) -> bool:
         best = self.progress.best_score
@@ -369,10 +430,12 @@ class Trainer:
     def _log_interval(self) -> None:
         interval = self._interval
         seconds = max(time.monotonic() - interval.start, 1e-9)
+        # each rank's mean loss per target token, averaged over the ranks
+        (loss_sum,) = sum_across_ranks([interval.loss_sum], self.ranks, self.device)
         self.metrics.log(
             "train",
             self.progress.updates,
-            train_loss=interval.loss_sum / max(interval.updates, 1),
+            train_loss=loss_sum / self.ranks.world_size / max(interval.updates, 1),
             lr=float(self.scheduler.get_last_lr()[0]),
             tgt_tokens_per_second=interval.tgt_tokens / seconds,
             padding_percent=self.progress.padding_percent,

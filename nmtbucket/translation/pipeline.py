@@ -19,6 +19,7 @@ from nmtbucket.config import TrainConfig
 from nmtbucket.constants import PAD_ID
 from nmtbucket.data.iterator import BucketIterator
 from nmtbucket.data.prepare import EvalSplit, PreparedData, prepare_data
+from nmtbucket.distributed import Ranks
 from nmtbucket.models import build_sym_gen
 from nmtbucket.training.evaluation import SplitScores
 from nmtbucket.training.pipeline import TaskSetup, run_pipeline
@@ -72,8 +73,12 @@ class TranslationTask:
         }
 
 
-def prepare_translation(config: TrainConfig, device: torch.device) -> TranslationTask:
-    """Read and encode the corpus, choose the buckets, build the sampler and ``sym_gen``."""
+def prepare_translation(
+    config: TrainConfig, device: torch.device, ranks: Ranks | None = None
+) -> TranslationTask:
+    """Read and encode the corpus, choose the buckets, build the sampler (this rank's share of
+    every step: ``bucketing.token_budget`` is per rank) and ``sym_gen``."""
+    ranks = ranks or Ranks()
     data = prepare_data(config.data, progress=config.trainer.progress, log=log.info)
     log.info("%s", data.describe())
     scheme = build_bucket_scheme(data.train.lengths, config.bucketing)
@@ -83,6 +88,8 @@ def prepare_translation(config: TrainConfig, device: torch.device) -> Translatio
         scheme.batch_sizes,
         overlong=config.bucketing.overlong,  # type: ignore[arg-type]
         seed=config.trainer.seed,
+        rank=ranks.rank,
+        world_size=ranks.world_size,
     )
     log.info("buckets: %s", sampler.assignment.summary())
     vocab = (data.src_tokenizer.vocab_size, data.tgt_tokenizer.vocab_size)

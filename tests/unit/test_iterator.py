@@ -146,6 +146,24 @@ def test_sharded_ranks_are_disjoint_and_in_step(corpus, world_size, seed) -> Non
             assert len(step.example_ids) == ranks[0].batch_sizes[step.bucket_key]
 
 
+@settings(max_examples=30, deadline=None)
+@given(corpora(), st.integers(2, 3), st.integers(0, 3))
+def test_ranks_together_take_the_rows_of_one_process_with_their_global_batch(
+    corpus, world_size, seed
+) -> None:
+    lengths, config = corpus
+    scheme = build_bucket_scheme(lengths, config)
+    whole = {key: size * world_size for key, size in scheme.batch_sizes.items()}
+    one = BucketBatchSampler(lengths, scheme.buckets, whole, overlong=config.overlong, seed=seed)
+    ranks = [
+        make_sampler(lengths, config, seed=seed, rank=r, world_size=world_size)
+        for r in range(world_size)
+    ]
+    for step, *shares in zip(one, *ranks, strict=True):  # filler rows (the tail) included
+        assert all(share.bucket_key == step.bucket_key for share in shares)
+        assert [i for share in shares for i in share.example_ids] == list(step.example_ids)
+
+
 def test_same_seed_and_epoch_give_the_same_plan_and_epochs_differ() -> None:
     lengths = torch.randint(1, 40, (500, 2), generator=torch.Generator().manual_seed(0))
     config = BucketingConfig(max_keys=6, token_budget=400)
@@ -161,6 +179,14 @@ def test_load_state_dict_refuses_other_data() -> None:
     state = make_sampler(lengths, config, seed=1).state_dict()
     with pytest.raises(NmtBucketError, match="seed was 1, now 2"):
         make_sampler(lengths, config, seed=2).load_state_dict(state)
+
+
+def test_resuming_with_another_number_of_ranks_is_refused_with_a_message() -> None:
+    lengths = torch.randint(1, 40, (100, 2), generator=torch.Generator().manual_seed(0))
+    config = BucketingConfig(max_keys=4, token_budget=400)
+    state = make_sampler(lengths, config, rank=1, world_size=2).state_dict()
+    with pytest.raises(NmtBucketError, match=r"world_size was 2, now 1.*number of training"):
+        make_sampler(lengths, config).load_state_dict(state)
 
 
 def test_only_the_default_bucket_gets_filler_rows() -> None:

@@ -77,6 +77,20 @@ def test_a_stream_resumes_mid_epoch_and_refuses_another_layout() -> None:
         StreamBatches(torch.arange(50), batch_size=3, bptt=5).load_state_dict(state)
 
 
+def test_ranks_split_the_stream_columns_and_refuse_an_uneven_split() -> None:
+    tokens = torch.arange(61)
+    whole = StreamBatches(tokens, batch_size=4, bptt=5)
+    shares = [StreamBatches(tokens, 4, 5, rank=r, world_size=2) for r in (0, 1)]
+    assert all(len(share) == len(whole) for share in shares)
+    for step, first, second in zip(whole, *shares, strict=True):
+        assert torch.equal(torch.cat([first.inputs, second.inputs]), step.inputs)
+        assert torch.equal(torch.cat([first.targets, second.targets]), step.targets)
+        assert torch.equal(torch.cat([first.lengths, second.lengths]), step.lengths)
+    assert shares[1].state_dict() == whole.state_dict()  # the same run, resumable alike
+    with pytest.raises(NmtBucketError, match="multiple of the number of ranks"):
+        StreamBatches(tokens, batch_size=3, bptt=5, rank=0, world_size=2)
+
+
 def test_a_stream_too_short_for_its_columns_is_an_error() -> None:
     with pytest.raises(NmtBucketError, match=r"too short for 8 columns"):
         StreamBatches(torch.arange(7), batch_size=8, bptt=2)
