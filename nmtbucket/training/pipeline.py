@@ -104,6 +104,8 @@ def _train_and_score(
         barrier(ranks)  # ... which the others then read
     setup = task.setup
     model = _build_model(config, setup, device, ranks)
+    if ranks.distributed:
+        torch.manual_seed(config.trainer.seed + ranks.rank)  # each rank its own dropout masks
     if ranks.is_main:
         write_run_files(run_dir, config, setup.batch_sizes)
         task.write_run_files(run_dir)

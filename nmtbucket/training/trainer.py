@@ -115,6 +115,10 @@ class Trainer:
         self._last_loss = 0.0
         self._validated_update = -1
         self._epoch_validation_due = False  # an epoch ended inside an accumulation window
+        self._clock = (
+            time.monotonic(),
+            time.monotonic(),
+        )  # fit() sets: training's start, this run's
 
     # --- state -----------------------------------------------------------------------------
 
@@ -124,6 +128,8 @@ class Trainer:
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.ranks.distributed:  # each rank draws its own dropout masks
+            rng = {"ranks": gathered(rng, self.ranks)}
         return {
             "format": "nmtbucket-train-state/1",
             "model": self.model.state_dict(),
@@ -160,9 +166,18 @@ class Trainer:
         self.keeper.load_state_dict(state["keeper"])
         self.model.release_executors()  # graphs captured before hold the replaced state tensors
         self.progress = TrainProgress(**state["progress"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        rng = state["rng"]
+        if "ranks" in rng:
+            if len(rng["ranks"]) != self.ranks.world_size:
+                raise NmtBucketError(
+                    f"{self.keeper.last_path} was saved by {len(rng['ranks'])} ranks, this run "
+                    f"has {self.ranks.world_size}; resume it with as many processes as it was "
+                    "trained with"
+                )
+            rng = rng["ranks"][self.ranks.rank]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     def _carried_state(self) -> dict[str, Any]:
         """The step's carried state; under torchrun every rank's (each carries its own), by
@@ -228,6 +243,7 @@ class Trainer:
         self.model.train()
         run_started = time.monotonic()
         started = run_started - self.progress.train_seconds
+        self._clock = (started, run_started)
         epoch_updates = self.config.max_epochs * (len(self.train_iter) // self.config.accumulate)
         total = self.config.max_updates or epoch_updates or None
         bar = Progress(
@@ -250,7 +266,7 @@ class Trainer:
                     window = []
                     self.progress.train_seconds = time.monotonic() - started
                     self._after_update()
-                    limit = self._limit_reached(*self._elapsed(started, run_started))
+                    limit = self._limit_reached(*self._elapsed())
                     self.progress.stop_reason = limit or self.progress.stop_reason
                     if self.progress.stop_reason:
                         break
@@ -366,12 +382,14 @@ class Trainer:
             self._epoch_validation_due = True  # after the update that trains them
             return
         self._validate_and_save()
-        limit = self._limit_reached()  # patience may have run out
+        limit = self._limit_reached(*self._elapsed())  # patience may have run out
         self.progress.stop_reason = self.progress.stop_reason or limit or ""
 
-    def _elapsed(self, started: float, run_started: float) -> tuple[float, float]:
-        """Seconds of training in all and in this command; under torchrun rank 0's, so that
-        every rank stops at the same update when a time limit is reached."""
+    def _elapsed(self) -> tuple[float, float]:
+        """Seconds of training in all and in this command (since :meth:`fit` started); under
+        torchrun rank 0's, so that every rank stops at the same update when a time limit is
+        reached."""
+        started, run_started = self._clock
         now = time.monotonic()
         elapsed = [now - started, now - run_started]
         timed = self.config.max_minutes > 0 or self.config.max_minutes_per_run > 0

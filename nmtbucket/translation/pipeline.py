@@ -79,7 +79,9 @@ def prepare_translation(
     """Read and encode the corpus, choose the buckets, build the sampler (this rank's share of
     every step: ``bucketing.token_budget`` is per rank) and ``sym_gen``."""
     ranks = ranks or Ranks()
-    data = prepare_data(config.data, progress=config.trainer.progress, log=log.info)
+    data = prepare_data(
+        config.data, progress=config.trainer.progress and ranks.is_main, log=log.info
+    )
     log.info("%s", data.describe())
     scheme = build_bucket_scheme(data.train.lengths, config.bucketing)
     sampler = BucketBatchSampler(
