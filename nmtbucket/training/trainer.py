@@ -168,13 +168,7 @@ class Trainer:
         self.progress = TrainProgress(**state["progress"])
         rng = state["rng"]
         if "ranks" in rng:
-            if len(rng["ranks"]) != self.ranks.world_size:
-                raise NmtBucketError(
-                    f"{self.keeper.last_path} was saved by {len(rng['ranks'])} ranks, this run "
-                    f"has {self.ranks.world_size}; resume it with as many processes as it was "
-                    "trained with"
-                )
-            rng = rng["ranks"][self.ranks.rank]
+            rng = self._own_part(rng["ranks"])
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -197,15 +191,17 @@ class Trainer:
                 f"{self.ranks.world_size} ranks; resume it with as many processes as it was "
                 "trained with"
             )
-        if by_rank is None:
-            return saved
+        return saved if by_rank is None else dict(self._own_part(by_rank))
+
+    def _own_part(self, by_rank: list[Any]) -> Any:
+        """This rank's entry of what every rank saved into ``last.pt``."""
         if len(by_rank) != self.ranks.world_size:
             raise NmtBucketError(
                 f"{self.keeper.last_path} was saved by {len(by_rank)} ranks, this run has "
                 f"{self.ranks.world_size}; resume it with as many processes as it was "
                 "trained with"
             )
-        return dict(by_rank[self.ranks.rank])
+        return by_rank[self.ranks.rank]
 
     def load_best_weights(self) -> str:
         """Load the best checkpoint's weights into the model, for scoring after training; its
