@@ -1,10 +1,12 @@
 """Files written atomically (temporary file, fsync, rename): a crash leaves either the old
-file or the new one, never half of one."""
+file or the new one, never half of one; the temporary file a killed writer leaves behind is
+recognisable (``.NAME.XXXXXXXX.tmp``) and removed by :func:`remove_leftover_temp_files`."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +22,9 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
     exist), so it is never seen half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
+    )
     try:
         with os.fdopen(handle, "wb") as file:
             yield file
@@ -31,6 +35,23 @@ def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what mkstemp makes of the prefix above
+
+
+def remove_leftover_temp_files(directory: str | Path) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_writer` in ``directory`` (not below it) that a
+    killed process left behind; returns them. Only call it while no writer can be working there
+    (a run folder holds its lock)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    leftovers = [p for p in directory.iterdir() if p.is_file() and _TEMP_NAME.match(p.name)]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return sorted(leftovers)
 
 
 def atomic_write_bytes(path: str | Path, write: Any) -> None:

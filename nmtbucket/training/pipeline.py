@@ -28,12 +28,13 @@ from nmtbucket.distributed import (
     start_process_group,
 )
 from nmtbucket.executors.selection import build_executor_factory, resolve_executor
-from nmtbucket.files import atomic_write_json
+from nmtbucket.files import atomic_write_json, remove_leftover_temp_files
 from nmtbucket.models import count_parameters
 from nmtbucket.training.counters import TrainProgress
 from nmtbucket.training.evaluation import SplitEvaluator, SplitScores
 from nmtbucket.training.optim import build_optimization
 from nmtbucket.training.run_directory import open_run_dir, write_run_files
+from nmtbucket.training.run_lock import RunLock
 from nmtbucket.training.step import TrainStep
 from nmtbucket.training.trainer import TrainBatches, Trainer, upcoming_epoch
 
@@ -84,16 +85,28 @@ def run_pipeline(config: TrainConfig, prepare_task: PrepareTask) -> dict[str, An
     device = rank_device(ranks, resolve_device(config.trainer.device))
     start_process_group(ranks, device, config.trainer.distributed_timeout_seconds)
     try:
-        return _train_and_score(config, prepare_task, ranks, device)
+        started = time.monotonic()
+        run_dir = open_run_dir(config)
+        if not ranks.is_main:  # rank 0 holds the lock for all of them
+            return _train_and_score(config, prepare_task, ranks, device, run_dir, started)
+        with RunLock(run_dir):
+            for leftover in remove_leftover_temp_files(run_dir) + remove_leftover_temp_files(
+                run_dir / "checkpoints"
+            ):
+                log.warning("removed %s, left by a process killed while writing it", leftover)
+            return _train_and_score(config, prepare_task, ranks, device, run_dir, started)
     finally:
         end_process_group()
 
 
 def _train_and_score(
-    config: TrainConfig, prepare_task: PrepareTask, ranks: Ranks, device: torch.device
+    config: TrainConfig,
+    prepare_task: PrepareTask,
+    ranks: Ranks,
+    device: torch.device,
+    run_dir: Path,
+    started: float,
 ) -> dict[str, Any]:
-    started = time.monotonic()
-    run_dir = open_run_dir(config)
     random.seed(config.trainer.seed)
     torch.manual_seed(config.trainer.seed)
 
