@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,30 @@ from nmtbucket.config import CHOICES
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.files import atomic_write_text
 
+log = logging.getLogger(__name__)
+
 FORMATS = CHOICES["trainer.metrics_format"]
+
+
+def _update_column(header: str) -> int:
+    """The position of the ``update`` column in a metrics CSV header line."""
+    names = next(csv.reader([header]), [])
+    return names.index("update") if "update" in names else 1
+
+
+def _row_update(line: str, csv_column: int | None) -> int | None:
+    """The update a whole metrics row (JSON, or CSV with its update in ``csv_column``) was
+    logged at; None for a torn or foreign line."""
+    if not line.endswith("\n"):
+        return None  # the append was cut short
+    try:
+        if csv_column is None:
+            value = json.loads(line)["update"]
+        else:
+            value = next(csv.reader([line]))[csv_column]
+        return int(value)
+    except (ValueError, KeyError, TypeError, IndexError, StopIteration):
+        return None
 
 
 class MetricsLogger:
@@ -60,25 +84,32 @@ class MetricsLogger:
             self._writer.flush()
 
     def forget_after(self, update: int) -> None:
-        """Drop rows logged after ``update``: a resumed run logs those updates again."""
+        """Drop rows logged after ``update``: a resumed run logs those updates again. The files
+        are rewritten atomically. A torn last row (a process killed mid-append: partial, blank
+        or NUL-filled) is dropped with a warning; a bad row before it is an error naming the
+        file and line."""
         if not self.writes:
             return
         paths = [self.run_dir / "metrics.jsonl", *self.run_dir.glob("metrics-*.csv")]
         for path in paths:
             if not path.is_file():
                 continue
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if path.suffix == ".jsonl":
-                kept = [line for line in lines if json.loads(line)["update"] <= update]
-            else:
-                rows = list(csv.reader(lines))
-                column = rows[0].index("update") if rows else 0
-                kept = lines[:1] + [
-                    line
-                    for line, row in zip(lines[1:], rows[1:], strict=True)
-                    if int(row[column]) <= update
-                ]
-            path.write_text("".join(kept), encoding="utf-8")
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+            header = lines[:1] if path.suffix == ".csv" else []
+            column = _update_column(lines[0]) if header else None
+            kept = list(header)
+            for number, line in enumerate(lines[len(header) :], start=len(header) + 1):
+                logged = _row_update(line, column)
+                if logged is None and number == len(lines):
+                    log.warning("%s:%d: dropped a torn last row (%r)", path, number, line[:40])
+                elif logged is None:
+                    raise NmtBucketError(
+                        f"{path}:{number}: not a metrics row ({line[:60]!r}); remove or repair "
+                        "that line, then rerun to resume"
+                    )
+                elif logged <= update:
+                    kept.append(line)
+            atomic_write_text(path, "".join(kept))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -110,10 +141,17 @@ class MetricsLogger:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every row of a run's ``metrics.jsonl``, in order."""
+    """Every whole row of a run's ``metrics.jsonl``, in order: a torn last row (a process
+    killed mid-append) is left out, a bad row before it is an error naming the line."""
     path = Path(run_dir) / "metrics.jsonl"
-    with path.open(encoding="utf-8") as file:
-        return [json.loads(line) for line in file if line.strip()]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if _row_update(line, None) is not None:
+            rows.append(json.loads(line))
+        elif number < len(lines):
+            raise NmtBucketError(f"{path}:{number}: not a metrics row ({line[:60]!r})")
+    return rows
 
 
 def _plain(value: Any) -> Any:

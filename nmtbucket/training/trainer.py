@@ -8,6 +8,7 @@ the batch and step protocols of :mod:`nmtbucket.training.step`."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
@@ -409,7 +410,15 @@ class Trainer:
         assert scores is not None
         self.progress.validations += 1
         score = scores.metric(self.config.early_stopping_metric)
-        improved = self._improves(score)
+        finite = math.isfinite(score)
+        if not finite:
+            log.warning(
+                "validation %s is %s at update %d: not a best score, no best checkpoint",
+                self.config.early_stopping_metric,
+                score,
+                self.progress.updates,
+            )
+        improved = finite and self._improves(score)
         if improved:
             self.progress.best_score = score
             self.progress.validations_without_improvement = 0
@@ -425,7 +434,11 @@ class Trainer:
         if self.progress.validations == 1:
             for signature in scores.signatures():
                 log.info("%s", signature)
-        self._save(self.keeper.consider(self.model.state_dict(), self.progress.updates, score))
+        if finite:
+            state = self.model.state_dict()
+            self._save(self.keeper.consider(state, self.progress.updates, score))
+        else:
+            self._save([])
 
     def _save(self, dropped: list[str]) -> None:
         """Save ``last.pt`` and then delete the ``dropped`` checkpoint files (rank 0); every

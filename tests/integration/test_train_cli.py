@@ -10,6 +10,7 @@ import torch
 
 import nmtbucket.translation.step
 from nmtbucket.training.checkpoint import load_checkpoint
+from nmtbucket.training.evaluation import SplitScores
 from nmtbucket.training.loss import LossTerms
 from nmtbucket.training.metrics import read_metrics
 from tests.integration.train_cli import read_results, run_cli, tiny_overrides, write_tiny_corpus
@@ -125,6 +126,23 @@ def test_nan_losses_in_a_row_stop_the_run(
     err = capsys.readouterr().err
     assert "3 updates in a row had a non-finite loss or gradient" in err
     assert "trainer.max_bad_updates=3" in err
+
+
+def test_a_nan_validation_score_is_never_the_best(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nan_first = iter([math.nan])  # the first validation's score is NaN, the next ones are real
+    real_metric = SplitScores.metric
+    monkeypatch.setattr(
+        SplitScores, "metric", lambda self, name: next(nan_first, real_metric(self, name))
+    )
+    overrides = tiny_overrides(tmp_path, **{"trainer.early_stopping_metric": "loss"})
+    assert run_cli(monkeypatch, overrides) == 0
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert math.isfinite(state["progress"]["best_score"])
+    assert [entry[1] for entry in state["keeper"]["best"]] == [4]  # update 2 was NaN
+    valid = [row for row in read_metrics(tmp_path / "run") if row["kind"] == "valid"]
+    assert [row["best"] for row in valid] == [False, True]
 
 
 def test_missing_data_root_says_what_to_set(

@@ -54,6 +54,36 @@ def test_rows_after_a_resumed_update_are_forgotten(tmp_path: Path, fmt: str) -> 
     assert rows == [(1, 1.0), (2, 2.0), (3, 0.5)]
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("tail", ['{"kind": "tr', "\n", "\0" * 30, "train,3,0."])
+def test_a_torn_last_row_is_dropped_on_resume(tmp_path: Path, fmt: str, tail: str) -> None:
+    logger = MetricsLogger(tmp_path, fmt, tensorboard=False)
+    for update in (1, 2):
+        logger.log("train", update, loss=float(update))
+    path = tmp_path / ("metrics.jsonl" if fmt == "jsonl" else "metrics-train.csv")
+    with path.open("a") as file:
+        file.write(tail)  # a process killed in the middle of an append
+    if fmt == "jsonl":  # a reader leaves the torn row out
+        assert [r["update"] for r in read_metrics(tmp_path)] == [1, 2]
+    logger.forget_after(2)
+    logger.log("train", 3, loss=0.5)
+    if fmt == "jsonl":
+        rows = [(r["update"], r["loss"]) for r in read_metrics(tmp_path)]
+    else:
+        with path.open() as file:
+            rows = [(int(r["update"]), float(r["loss"])) for r in csv.DictReader(file)]
+    assert rows == [(1, 1.0), (2, 2.0), (3, 0.5)]
+
+
+def test_a_bad_row_before_the_last_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    logger = MetricsLogger(tmp_path, "jsonl", tensorboard=False)
+    logger.log("train", 1, loss=1.0)
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(path.read_text() + "garbage\n" + path.read_text())
+    with pytest.raises(NmtBucketError, match=r"metrics\.jsonl:2: not a metrics row"):
+        logger.forget_after(5)
+
+
 def test_unknown_format_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(NmtBucketError, match=r"trainer\.metrics_format must be one of"):
         MetricsLogger(tmp_path, "parquet")
