@@ -17,6 +17,7 @@ from nmtbucket.cli.typed_config import to_typed_config
 from nmtbucket.config import TrainConfig
 from nmtbucket.distributed import Ranks
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.training.stop_signals import EXIT_INTERRUPTED, TrainingInterrupted
 
 log = logging.getLogger("nmtbucket.train")
 
@@ -31,9 +32,14 @@ def to_train_config(cfg: DictConfig) -> TrainConfig:
 
 @hydra.main(version_base=None, config_path="pkg://nmtbucket.conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    """Entry point of ``nmtbucket-train``; a user error ends with its message and status 1."""
+    """Entry point of ``nmtbucket-train``; a user error ends with its message and status 1, a
+    stop on SIGTERM or SIGUSR1 (state saved, rerun to continue) with status 75."""
     try:
         run_training(to_train_config(cfg))
+    except TrainingInterrupted as stopped:
+        log.warning("%s", stopped)
+        print(f"nmtbucket-train: {stopped}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except NmtBucketError as err:
         log.error("%s", err)
         print(f"nmtbucket-train: error: {err}", file=sys.stderr)

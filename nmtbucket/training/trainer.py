@@ -29,6 +29,7 @@ from nmtbucket.training.evaluation import SplitEvaluator
 from nmtbucket.training.metrics import MetricsLogger
 from nmtbucket.training.optim import Optimization, after_loading, implementation_settings
 from nmtbucket.training.step import CarriedStateStep, TrainBatch, TrainStep, WindowCounts
+from nmtbucket.training.stop_signals import StopSignals, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -252,27 +253,37 @@ class Trainer:
         )
         self._prepare_executors()
         window: list[TrainBatch] = []  # micro-batches of the next update; may span an epoch end
-        try:
-            while not self.progress.stop_reason:
-                for batch in self.train_iter:
-                    window.append(batch)
-                    if len(window) < self.config.accumulate:
-                        continue
-                    if self._train_window(window):
-                        bar.update(1, **self._bar_fields(batch))
-                    window = []
-                    self.progress.train_seconds = time.monotonic() - started
-                    self._after_update()
-                    limit = self._limit_reached(*self._elapsed())
-                    self.progress.stop_reason = limit or self.progress.stop_reason
-                    if self.progress.stop_reason:
-                        break
-                else:
-                    self._after_epoch(pending_batches=len(window))
-                    if self.progress.stop_reason and window:  # no batch is left untrained
-                        self._train_window(window)
-        finally:
-            bar.close()
+        signaled: str | None = None
+        with StopSignals() as signals:
+            try:
+                while not self.progress.stop_reason:
+                    for batch in self.train_iter:
+                        window.append(batch)
+                        if len(window) < self.config.accumulate:
+                            continue
+                        if self._train_window(window):
+                            bar.update(1, **self._bar_fields(batch))
+                        window = []
+                        self.progress.train_seconds = time.monotonic() - started
+                        self._after_update()
+                        limit = self._limit_reached(*self._elapsed())
+                        signaled = self._signal_to_stop(signals)
+                        self.progress.stop_reason = limit or signaled or self.progress.stop_reason
+                        if self.progress.stop_reason:
+                            break
+                    else:
+                        self._after_epoch(pending_batches=len(window))
+                        if self.progress.stop_reason and window:  # no batch is left untrained
+                            self._train_window(window)
+            finally:
+                bar.close()
+        if signaled:
+            self._save([])  # the full state, without validating: a preempted job has seconds
+            self.metrics.close()
+            raise TrainingInterrupted(
+                f"stopped on {signaled} after update {self.progress.updates}; the state is "
+                f"saved in {self.keeper.last_path}: rerun the same command to continue"
+            )
         if self.progress.updates and self._validated_update != self.progress.updates:
             self._validate_and_save()
         if self.config.keep_last and self.progress.updates not in self.keeper.recent:
@@ -381,6 +392,14 @@ class Trainer:
         self._validate_and_save()
         limit = self._limit_reached(*self._elapsed())  # patience may have run out
         self.progress.stop_reason = self.progress.stop_reason or limit or ""
+
+    def _signal_to_stop(self, signals: StopSignals) -> str | None:
+        """The stop signal this process received (see :mod:`.stop_signals`); under torchrun any
+        rank's, so that every rank stops after the same update (one small all-reduce)."""
+        if not self.ranks.distributed:
+            return signals.received
+        (count,) = sum_across_ranks([float(bool(signals.received))], self.ranks, self.device)
+        return (signals.received or "a stop signal on another rank") if count else None
 
     def _elapsed(self) -> tuple[float, float]:
         """Seconds of training in all and in this command (since :meth:`fit` started); under
