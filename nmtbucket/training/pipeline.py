@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,13 +88,11 @@ def run_pipeline(config: TrainConfig, prepare_task: PrepareTask) -> dict[str, An
     try:
         started = time.monotonic()
         run_dir = open_run_dir(config)
-        if not ranks.is_main:  # rank 0 holds the lock for all of them
-            return _train_and_score(config, prepare_task, ranks, device, run_dir, started)
-        with RunLock(run_dir):
-            for leftover in remove_leftover_temp_files(run_dir) + remove_leftover_temp_files(
-                run_dir / "checkpoints"
-            ):
-                log.warning("removed %s, left by a process killed while writing it", leftover)
+        with RunLock(run_dir) if ranks.is_main else nullcontext():  # rank 0's holds for all
+            if ranks.is_main:
+                for folder in (run_dir, run_dir / "checkpoints"):
+                    for leftover in remove_leftover_temp_files(folder):
+                        log.warning("removed %s, left by a process killed while writing", leftover)
             return _train_and_score(config, prepare_task, ranks, device, run_dir, started)
     finally:
         end_process_group()

@@ -69,14 +69,6 @@ class CarriedStateStep(StatefulStep, Protocol):
         ...
 
 
-def loss_normalizer(window: Sequence[TrainBatch], loss_per: str) -> float:
-    """What an update's summed loss is divided by: its target tokens (``token``), or its batch
-    rows (``row``: the loss summed over time steps and averaged over sequences, as Zaremba et
-    al. train). Over the whole accumulation window, so an update over several micro-batches
-    equals one over their union, however the bucket keys split them."""
-    return WindowCounts.of(window).normalizer(loss_per)
-
-
 @dataclass(frozen=True)
 class WindowCounts:
     """What an accumulation window holds: this rank's, or (:meth:`summed`) all ranks'."""
@@ -100,8 +92,12 @@ class WindowCounts:
         return WindowCounts(*(round(v) for v in sum_across_ranks(astuple(self), ranks, device)))
 
     def normalizer(self, loss_per: str) -> float:
-        """See :func:`loss_normalizer`; under torchrun, of the summed counts (as fairseq does),
-        so that N ranks compute the update one process computes on all of their rows."""
+        """What an update's summed loss is divided by: its target tokens (``token``), or its
+        batch rows (``row``: the loss summed over time steps and averaged over sequences, as
+        Zaremba et al. train). Over the whole accumulation window, so an update over several
+        micro-batches equals one over their union, however the bucket keys split them; under
+        torchrun of the summed counts (as fairseq does), so that N ranks compute the update one
+        process computes on all of their rows."""
         if loss_per == "row":
             return float(max(self.rows, 1))
         if loss_per == "token":

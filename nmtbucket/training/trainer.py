@@ -117,10 +117,8 @@ class Trainer:
         self._last_loss = 0.0
         self._validated_update = -1
         self._epoch_validation_due = False  # an epoch ended inside an accumulation window
-        self._clock = (
-            time.monotonic(),
-            time.monotonic(),
-        )  # fit() sets: training's start, this run's
+        self._clock = (0.0, 0.0)  # set by fit(): when training started (earlier runs included)
+        # and when this run did
 
     # --- state -----------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
 from nmtbucket.training.loss import masked_cross_entropy
 from nmtbucket.training.optim import build_optimizer, lr_multiplier
-from nmtbucket.training.step import loss_normalizer
+from nmtbucket.training.step import WindowCounts
 
 VOCAB = 20
 
@@ -97,10 +97,12 @@ def test_the_carried_state_survives_a_state_dict_round_trip() -> None:
 def test_row_normalisation_scales_the_token_mean_by_the_unroll_length() -> None:
     stream = StreamBatches(torch.arange(81) % VOCAB, batch_size=4, bptt=5)
     window = list(stream)[:2]  # 2 full batches of 4 rows x 5 positions
-    assert loss_normalizer(window, "token") == 40
-    assert loss_normalizer(window, "row") == 8  # sum over time, mean over rows: 5x the token mean
+    assert WindowCounts.of(window).normalizer("token") == 40
+    assert (
+        WindowCounts.of(window).normalizer("row") == 8
+    )  # sum over time, mean over rows: 5x the token mean
     with pytest.raises(NmtBucketError, match=r"trainer\.loss_per"):
-        loss_normalizer(window, "word")
+        WindowCounts.of(window).normalizer("word")
 
 
 def test_epoch_decay_keeps_the_rate_for_full_epochs_then_multiplies_it_each_epoch() -> None:

@@ -11,7 +11,7 @@ from nmtbucket.constants import EOS_ID
 from nmtbucket.data.batch import Batch, collate
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
 from nmtbucket.models import build_sym_gen
-from nmtbucket.training.step import loss_normalizer
+from nmtbucket.training.step import WindowCounts
 from nmtbucket.translation.step import Seq2SeqStep
 
 
@@ -29,7 +29,7 @@ def _gradients(
     model: BucketingModule, batches: list[Batch], step: Seq2SeqStep
 ) -> list[torch.Tensor]:
     model.zero_grad(set_to_none=True)
-    step.normalizer = loss_normalizer(batches, "token")
+    step.normalizer = WindowCounts.of(batches).normalizer("token")
     for batch in batches:
         model.train_step(batch, step)
     return [p.grad.clone() for p in model.parameters() if p.grad is not None]
