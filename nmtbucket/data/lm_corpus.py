@@ -13,6 +13,7 @@ from nmtbucket.config import DataConfig
 from nmtbucket.data.corpus import CorpusError, read_lines
 from nmtbucket.data.prepare import corpus_folder
 from nmtbucket.data.words import EOS_WORD, WordVocabulary
+from nmtbucket.files import file_sha256
 
 SPLITS = ("train", "valid", "test")
 
@@ -26,6 +27,8 @@ class LanguageModelCorpus:
 
     vocabulary: WordVocabulary
     splits: dict[str, Sentences]
+    identity: dict[str, dict[str, str]]  # what a resumed run must find unchanged: the training
+    # text, with its path and sha256
 
     @classmethod
     def load(cls, config: DataConfig, log: Callable[[str], None] = print) -> LanguageModelCorpus:
@@ -40,7 +43,14 @@ class LanguageModelCorpus:
             raise CorpusError(f"{files['train']}: the training text has no words")
         vocabulary = WordVocabulary.build(train_lines)
         splits = {split: vocabulary.encode_file(files[split]) for split in SPLITS}
-        return cls(vocabulary, splits)
+        for split in ("valid", "test"):
+            if not splits[split]:
+                raise CorpusError(
+                    f"{files[split]}: the {split} split is empty, so nothing could be scored; "
+                    f"give data.{split} a split with sentences"
+                )
+        train = {"path": files["train"], "sha256": file_sha256(files["train"])}
+        return cls(vocabulary, splits, {"training text": train})
 
     @property
     def eos_id(self) -> int:

@@ -24,7 +24,7 @@ from nmtbucket.data.parallel import FilterStats, filter_training_pairs, read_par
 from nmtbucket.data.synthetic import write_synthetic_task
 from nmtbucket.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.files import atomic_write_bytes
+from nmtbucket.files import atomic_write_bytes, file_sha256
 from nmtbucket.progress import Progress
 
 ROLES = ("train", "valid", "test")
@@ -57,6 +57,8 @@ class PreparedData:
     valid: EvalSplit
     test: EvalSplit
     filter_stats: FilterStats
+    identity: dict[str, dict[str, str]]  # what a resumed run must find unchanged: the training
+    # files and the tokenizer models, by what they are, with their path and sha256
 
     def describe(self) -> str:
         """Sizes of the splits and vocabularies, one line for the log."""
@@ -177,7 +179,15 @@ def prepare_data(
     corpus = resolve_corpus(config, progress)
     src_tok, tgt_tok = build_tokenizers(config.tokenizer, corpus, config.cache_dir, log)
     held_out = {role: read_parallel(*corpus.paths(role)) for role in ("valid", "test")}
-    key = _cache_key(config, corpus, (src_tok, tgt_tok))
+    for role, (src_lines, _) in held_out.items():
+        if not src_lines:
+            raise CorpusError(
+                f"{corpus.paths(role)[0]}: the {role} split ({corpus.splits[role]}) is empty, so "
+                f"nothing could be scored; give data.{role} a split with sentences"
+            )
+    files = [path for role in ROLES for path in corpus.paths(role)]
+    digests = _digests([*files, src_tok.model_path, tgt_tok.model_path])
+    key = _cache_key(config, digests)
     cache_path = Path(config.cache_dir) / "encoded" / f"{key}.pt"
     state = _load_cache(cache_path, log)
     if state is None:
@@ -198,27 +208,41 @@ def prepare_data(
         valid=eval_split("valid"),
         test=eval_split("test"),
         filter_stats=stats,
+        identity=_identity(corpus, (src_tok, tgt_tok), digests),
     )
 
 
-def _cache_key(
-    config: DataConfig,
-    corpus: CorpusFiles,
-    tokenizers: tuple[SentencePieceTokenizer, SentencePieceTokenizer],
-) -> str:
-    """A hash of everything the encoded arrays depend on: corpus bytes (by role and side),
-    tokenizer model bytes and the filter settings."""
-    settings = (_CACHE_VERSION, config.max_src_len, config.max_tgt_len, config.max_length_ratio)
-    digest = hashlib.sha256(repr(settings).encode())
-    files = [path for role in ROLES for path in corpus.paths(role)]
-    for path in [*files, *(tok.model_path for tok in tokenizers)]:
+def _digests(paths: list[Path]) -> dict[Path, str]:
+    """The SHA-256 of each file, by path (in the order given)."""
+    for path in paths:
         if not path.is_file():
             raise CorpusError(f"corpus file not found: {path}")
-        digest.update(f"{path.stat().st_size}:".encode())  # keeps file boundaries in the hash
-        with path.open("rb") as file:
-            while chunk := file.read(1 << 20):
-                digest.update(chunk)
+    return {path: file_sha256(path) for path in paths}
+
+
+def _cache_key(config: DataConfig, digests: dict[Path, str]) -> str:
+    """A hash of everything the encoded arrays depend on: the SHA-256 of the corpus files (by
+    role and side) and tokenizer models, and the filter settings."""
+    settings = (_CACHE_VERSION, config.max_src_len, config.max_tgt_len, config.max_length_ratio)
+    digest = hashlib.sha256(repr(settings).encode())
+    for file_digest in digests.values():
+        digest.update(file_digest.encode())
     return digest.hexdigest()[:20]
+
+
+def _identity(
+    corpus: CorpusFiles,
+    tokenizers: tuple[SentencePieceTokenizer, SentencePieceTokenizer],
+    digests: dict[Path, str],
+) -> dict[str, dict[str, str]]:
+    src_train, tgt_train = corpus.paths("train")
+    files = {
+        "training source file": src_train,
+        "training target file": tgt_train,
+        "source sentencepiece model": tokenizers[0].model_path,
+        "target sentencepiece model": tokenizers[1].model_path,
+    }
+    return {label: {"path": str(p), "sha256": digests[p]} for label, p in files.items()}
 
 
 def _load_cache(path: Path, log: Callable[[str], None]) -> dict[str, Any] | None:

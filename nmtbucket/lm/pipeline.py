@@ -21,6 +21,7 @@ from nmtbucket.data.lm_corpus import LanguageModelCorpus
 from nmtbucket.data.sentence_batches import SentenceBatches, sentence_lengths
 from nmtbucket.data.stream import StreamBatches
 from nmtbucket.distributed import Ranks
+from nmtbucket.files import atomic_write_text
 from nmtbucket.lm.evaluator import PerplexityEvaluator
 from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models.lm import build_language_model, lm_sym_gen
@@ -62,7 +63,7 @@ class LanguageModelTask:
     def write_run_files(self, run_dir: Path) -> None:
         """The vocabulary, one word per line by id."""
         words = self.corpus.vocabulary.words
-        (run_dir / "vocab.txt").write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
+        atomic_write_text(run_dir / "vocab.txt", "".join(f"{w}\n" for w in words))
 
     def score(self, model: BucketingModule) -> dict[str, SplitScores]:
         """Perplexity over every token of test and valid."""
@@ -96,6 +97,7 @@ def prepare_language_model(
         default_bucket_key=max(data.batch_sizes),
         step=LanguageModelStep(config.trainer.label_smoothing),
         valid_evaluator=evaluators["valid"],
+        identity=corpus.identity,
     )
     return LanguageModelTask(config, corpus, data, evaluators, setup)
 

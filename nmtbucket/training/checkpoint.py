@@ -1,10 +1,12 @@
 """Checkpoints: written atomically (temp file, fsync, rename), loaded without running pickled code
-(``torch.load(weights_only=True)``), and kept as "the last one plus the best K"."""
+(``torch.load(weights_only=True)``), and kept as "the last two whole training states plus the
+best K weights"."""
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +15,12 @@ from typing import Any
 import torch
 
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.faults import fault_point
 from nmtbucket.files import atomic_write_bytes
 
 LAST = "last.pt"
+PREVIOUS = "previous.pt"  # the training state before last.pt: the fallback when last.pt is bad
+STATE_FORMAT = "nmtbucket-train-state/1"
 WEIGHTS_FORMAT = "nmtbucket-weights/1"
 log = logging.getLogger(__name__)
 
@@ -24,9 +29,12 @@ class CheckpointError(NmtBucketError):
     """A checkpoint that is missing, truncated or not an nmtbucket checkpoint."""
 
 
-def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
-    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically."""
-    atomic_write_bytes(path, lambda file: torch.save(dict(state), file))
+def save_checkpoint(
+    path: str | Path, state: Mapping[str, Any], previous: str | Path | None = None
+) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically; with ``previous``
+    the old file is kept there (see :func:`~nmtbucket.files.atomic_writer`)."""
+    atomic_write_bytes(path, lambda file: torch.save(dict(state), file), previous)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -47,6 +55,52 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_last_state(directory: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest whole training state in ``directory`` and its file: ``last.pt``, or
+    ``previous.pt`` when ``last.pt`` is missing (a save was cut between its two renames) or
+    cannot be read (a warning names both). None when neither exists; a
+    :class:`CheckpointError` naming both files when neither can be read."""
+    directory = Path(directory)
+    last, previous = directory / LAST, directory / PREVIOUS
+    if not last.exists() and not previous.exists():
+        return None
+    try:
+        return _training_state(last), last
+    except CheckpointError as last_error:
+        if not previous.exists():
+            raise CheckpointError(
+                f"{last_error}. There is no {PREVIOUS} to fall back to: delete {last} to "
+                "start the run again from the beginning, or set another run_dir"
+            ) from None
+        try:
+            state = _training_state(previous)
+        except CheckpointError as previous_error:
+            raise CheckpointError(
+                f"neither training state in {directory} can be read: {last_error}; "
+                f"{previous_error}. Delete both to start the run again from the beginning, or "
+                "set another run_dir"
+            ) from None
+        if last.exists():
+            log.warning(
+                "%s; resuming from the state before it, %s, instead (the updates between the "
+                "two are trained again)",
+                last_error,
+                previous,
+            )
+        else:
+            log.warning("%s is missing; resuming from %s", last, previous)
+        return state, previous
+
+
+def _training_state(path: Path) -> dict[str, Any]:
+    state = load_checkpoint(path)
+    if state.get("format") != STATE_FORMAT:
+        raise CheckpointError(
+            f"{path} is not an nmtbucket training state (format {state.get('format')!r})"
+        )
+    return state
+
+
 def average_weights(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
     """The element-wise mean of the ``model`` weights in the checkpoints at ``paths`` (weight
     files or training states), summed in float64 and returned in each tensor's own dtype.
@@ -56,10 +110,15 @@ def average_weights(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
     if not paths:
         raise CheckpointError("no checkpoints to average")
     first_path = Path(paths[0])
-    first = _model_weights(first_path)
+    first_run, first = _model_weights(first_path)
     sums = {name: tensor.double() for name, tensor in first.items()}
     for path in paths[1:]:
-        weights = _model_weights(Path(path))
+        run, weights = _model_weights(Path(path))
+        if run != first_run:
+            raise CheckpointError(
+                f"cannot average {path} with {first_path}: they come from two training runs "
+                f"({run} and {first_run}); average checkpoints of one run only"
+            )
         if weights.keys() != first.keys():
             different = sorted(weights.keys() ^ first.keys())[:5]
             raise CheckpointError(
@@ -76,13 +135,15 @@ def average_weights(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
     return {name: (sums[name] / len(paths)).to(first[name].dtype) for name in first}
 
 
-def _model_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The ``model`` entry of a weights file or training state."""
+def _model_weights(path: Path) -> tuple[str | None, dict[str, torch.Tensor]]:
+    """The run that saved a weights file or training state (None before runs had ids), and
+    its ``model`` entry."""
     state = load_checkpoint(path)
     weights = state.get("model")
     if not isinstance(weights, dict):
         raise CheckpointError(f"checkpoint {path} holds no model weights (no 'model' entry)")
-    return weights
+    run = state.get("run") or state.get("keeper", {}).get("run")
+    return run, weights
 
 
 @dataclass(frozen=True)
@@ -116,9 +177,11 @@ def rank(score: float, update: int, higher_is_better: bool) -> tuple[float, int]
 
 
 class CheckpointKeeper:
-    """Keeps, in ``directory``, ``last.pt`` (the whole training state), the ``keep_best`` best
-    checkpoints by validation score and the ``keep_last`` most recent weight snapshots (both
-    weights only, the inputs of checkpoint averaging).
+    """Keeps, in ``directory``, ``last.pt`` (the whole training state) and ``previous.pt`` (the
+    one before it, the fallback), the ``keep_best`` best checkpoints by validation score and
+    the ``keep_last`` most recent weight snapshots (both weights only, the inputs of checkpoint
+    averaging). Every file carries the id of the run that wrote it (:attr:`run`), so that
+    weights of two runs are never averaged.
 
     ``higher_is_better`` says which way the validation score points (BLEU up, loss down). The
     kept lists are part of the training state, so a resumed run keeps pruning them. To stay
@@ -149,6 +212,7 @@ class CheckpointKeeper:
         self.writes = writes
         self.best: list[BestEntry] = []
         self.recent: list[int] = []  # updates of the kept snapshots, oldest first
+        self.run = uuid.uuid4().hex  # a new run's id; a resumed run loads its own
 
     @property
     def last_path(self) -> Path:
@@ -160,8 +224,10 @@ class CheckpointKeeper:
         return self.directory / self.best[0].name if self.best else None
 
     def save_last(self, state: Mapping[str, Any]) -> None:
+        """Save the whole training state as ``last.pt``, the one before kept as
+        ``previous.pt``."""
         if self.writes:
-            save_checkpoint(self.last_path, state)
+            save_checkpoint(self.last_path, state, previous=self.directory / PREVIOUS)
 
     def consider(
         self, model_state: Mapping[str, torch.Tensor], update: int, score: float
@@ -172,7 +238,7 @@ class CheckpointKeeper:
         ranked = sorted([e for e in self.best if e.update != update] + [entry], key=self._rank)
         kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
         if entry in kept and self.writes:
-            _save_weights(self.directory / entry.name, model_state, update, score=score)
+            self._save_weights(entry.name, model_state, update, score=score)
         self.best = kept
         return [e.name for e in dropped]
 
@@ -182,7 +248,7 @@ class CheckpointKeeper:
         if self.keep_last == 0:
             return []
         if self.writes:
-            _save_weights(self.directory / snapshot_name(update), model_state, update)
+            self._save_weights(snapshot_name(update), model_state, update)
         updates = sorted({*self.recent, update})
         self.recent = updates[-self.keep_last :]
         return [snapshot_name(u) for u in updates[: -self.keep_last]]
@@ -191,12 +257,20 @@ class CheckpointKeeper:
         """Delete the named files (checkpoints that are no longer kept)."""
         for name in dropped if self.writes else []:
             (self.directory / name).unlink(missing_ok=True)
+            fault_point("pruning")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": [[e.name, e.update, e.score] for e in self.best], "recent": self.recent}
+        return {
+            "best": [[e.name, e.update, e.score] for e in self.best],
+            "recent": self.recent,
+            "run": self.run,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the kept lists; entries whose file is gone are dropped with a warning."""
+        """Restore the kept lists and the run id. Entries whose file is gone are dropped with a
+        warning; weight files the state does not name (saved after it, by a run that was then
+        cut short) are deleted, so that only the resumed run's own files are kept."""
+        self.run = str(state.get("run") or self.run)  # absent before runs had ids
         entries = [BestEntry(str(n), int(u), float(s)) for n, u, s in state["best"]]
         self.best = [e for e in entries if (self.directory / e.name).is_file()]
         recent = [int(u) for u in state.get("recent", [])]  # absent before snapshots existed
@@ -205,14 +279,19 @@ class CheckpointKeeper:
         missing |= {snapshot_name(u) for u in recent if u not in self.recent}
         for name in sorted(missing):
             log.warning("checkpoint %s is missing; forgetting it", self.directory / name)
+        named = {e.name for e in self.best} | {snapshot_name(u) for u in self.recent}
+        on_disk = sorted(self.directory.iterdir()) if self.directory.is_dir() else []
+        for path in on_disk if self.writes else []:
+            weights = BEST_FILE.fullmatch(path.name) or SNAPSHOT_FILE.fullmatch(path.name)
+            if weights and path.name not in named:
+                path.unlink()
+                log.warning("removed %s: the training state resumed from does not keep it", path)
 
     def _rank(self, entry: BestEntry) -> tuple[float, int]:
         return rank(entry.score, entry.update, self.higher_is_better)
 
-
-def _save_weights(
-    path: Path, model_state: Mapping[str, torch.Tensor], update: int, **extra: float
-) -> None:
-    save_checkpoint(
-        path, {"format": WEIGHTS_FORMAT, "model": dict(model_state), "update": update, **extra}
-    )
+    def _save_weights(
+        self, name: str, model_state: Mapping[str, torch.Tensor], update: int, **extra: float
+    ) -> None:
+        weights = {"format": WEIGHTS_FORMAT, "model": dict(model_state), "update": update}
+        save_checkpoint(self.directory / name, {**weights, "run": self.run, **extra})

@@ -13,11 +13,17 @@ from typing import Any
 
 from nmtbucket.config import CHOICES
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.faults import fault_point
 from nmtbucket.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 FORMATS = CHOICES["trainer.metrics_format"]
+
+
+def _write_now(file: io.TextIOBase, text: str) -> None:
+    file.write(text)
+    file.flush()
 
 
 def _update_column(header: str) -> int:
@@ -73,8 +79,10 @@ class MetricsLogger:
             return
         row = {"kind": kind, "update": update, **{k: _plain(v) for k, v in values.items()}}
         if self.format == "jsonl":
+            line = json.dumps(row) + "\n"
             with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as file:
-                file.write(json.dumps(row) + "\n")
+                fault_point("metrics_append", lambda: _write_now(file, line[:9]))  # torn row
+                file.write(line)
         else:
             self._append_csv(self.run_dir / f"metrics-{kind}.csv", row)
         if self._writer is not None:

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +34,12 @@ from nmtbucket.models import count_parameters
 from nmtbucket.training.counters import TrainProgress
 from nmtbucket.training.evaluation import SplitEvaluator, SplitScores
 from nmtbucket.training.optim import build_optimization
-from nmtbucket.training.run_directory import open_run_dir, write_run_files
+from nmtbucket.training.run_directory import (
+    holds_training_state,
+    open_run_dir,
+    set_aside_earlier_outputs,
+    write_run_files,
+)
 from nmtbucket.training.run_lock import RunLock
 from nmtbucket.training.step import TrainStep
 from nmtbucket.training.trainer import TrainBatches, Trainer, upcoming_epoch
@@ -52,6 +57,9 @@ class TaskSetup:
     default_bucket_key: LengthKey  # the largest key, built first
     step: TrainStep
     valid_evaluator: SplitEvaluator
+    identity: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The files a resumed run must find unchanged, by what they are (``training source
+    file``): ``{"path": ..., "sha256": ...}``."""
 
 
 class PreparedTask(Protocol):
@@ -93,6 +101,8 @@ def run_pipeline(config: TrainConfig, prepare_task: PrepareTask) -> dict[str, An
                 for folder in (run_dir, run_dir / "checkpoints"):
                     for leftover in remove_leftover_temp_files(folder):
                         log.warning("removed %s, left by a process killed while writing", leftover)
+                if not holds_training_state(run_dir):
+                    set_aside_earlier_outputs(run_dir)
             return _train_and_score(config, prepare_task, ranks, device, run_dir, started)
     finally:
         end_process_group()
@@ -118,9 +128,6 @@ def _train_and_score(
     model = _build_model(config, setup, device, ranks)
     if ranks.distributed:
         torch.manual_seed(config.trainer.seed + ranks.rank)  # each rank its own dropout masks
-    if ranks.is_main:
-        write_run_files(run_dir, config, setup.batch_sizes)
-        task.write_run_files(run_dir)
     batches = setup.train_batches
     optimization = build_optimization(
         model.parameters(),
@@ -131,11 +138,13 @@ def _train_and_score(
     )
     trainer = Trainer(
         model, batches, setup.valid_evaluator, setup.step, optimization, config.trainer,
-        run_dir, device, ranks,
+        run_dir, device, ranks, setup.identity,
     )  # fmt: skip
-    barrier(ranks)  # the run files are written; every rank reads the same last.pt
     if config.resume:
-        trainer.resume_if_possible()
+        trainer.resume_if_possible()  # checks the data first: nothing is overwritten before
+    if ranks.is_main:
+        write_run_files(run_dir, config, setup.batch_sizes)
+        task.write_run_files(run_dir)
     progress = trainer.fit()
     log.info("training stopped: %s", progress.stop_reason)
     if not ranks.is_main:

@@ -5,8 +5,10 @@ the bucket keys). The pipeline adds ``results.json``, the Trainer ``checkpoints/
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from nmtbucket.bucketing.keys import LengthKey, key_lengths
 from nmtbucket.config import ModelConfig, TrainConfig
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.files import atomic_write_json
+from nmtbucket.training.checkpoint import LAST, PREVIOUS
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ def open_run_dir(config: TrainConfig) -> Path:
     resume it (``resume=true`` and the same fixed settings)."""
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = (run_dir / "checkpoints" / "last.pt").exists()
+    resuming = holds_training_state(run_dir)
     if resuming and not config.resume:
         raise NmtBucketError(
             f"{run_dir} already holds a training run and resume=false; pick another run_dir "
@@ -33,6 +36,46 @@ def open_run_dir(config: TrainConfig) -> Path:
     if resuming:
         _check_resumable(run_dir, config)
     return run_dir
+
+
+def holds_training_state(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a training state to resume (``last.pt`` or ``previous.pt``)."""
+    return any((run_dir / "checkpoints" / name).exists() for name in (LAST, PREVIOUS))
+
+
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "metrics-*.csv", "tensorboard", "results.json")
+"""What a training run writes as it goes (with ``SPLIT.hyp.txt``): set aside when a new run
+starts in a folder without a state to resume, so that nothing of the earlier run is mixed in."""
+
+
+def set_aside_earlier_outputs(run_dir: Path) -> Path | None:
+    """Move the outputs an earlier run left in ``run_dir`` without a training state to resume
+    (it crashed before its first save, or its states were deleted) into
+    ``run_dir/earlier-TIMESTAMP/``, with a warning naming them; that folder, or None when there
+    was nothing. Call it when starting a new run, holding the run folder's lock."""
+    found = sorted(
+        {path for pattern in (*RUN_OUTPUTS, "*.hyp.txt") for path in run_dir.glob(pattern)}
+    )
+    if not found:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    aside = run_dir / f"earlier-{stamp}"
+    for number in itertools.count(2):
+        if not aside.exists():
+            break
+        aside = run_dir / f"earlier-{stamp}-{number}"
+    aside.mkdir()
+    for path in found:
+        path.rename(aside / path.name)
+    log.warning(
+        "%s holds outputs of an earlier run but no training state to resume (%s): moved them "
+        "to %s, so that none of them is mixed with this run's (best checkpoints, averaging, "
+        "metrics)",
+        run_dir,
+        ", ".join(p.name for p in found),
+        aside,
+    )
+    return aside
 
 
 RESUME_FIXED = ("data", "model", "bucketing")
@@ -54,12 +97,27 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
             f"{', '.join(fixed)}; use another run_dir (or name) for a new run"
         )
     changed = _differences(saved.get("trainer"), now["trainer"], "trainer.")
-    if changed:
+    kept = [c for c in changed if c.split(" ")[0] in FROM_CHECKPOINT]
+    applied = [c for c in changed if c not in kept]
+    if applied:
+        log.warning("resuming with changed %s: these take effect", ", ".join(applied))
+    if kept:
         log.warning(
-            "resuming with changed %s; limits and validation settings take effect, optimizer "
-            "and schedule settings come from the checkpoint",
-            ", ".join(changed),
+            "resuming with changed %s: no effect, a resumed run keeps the optimizer settings "
+            "saved in its checkpoint (the schedule's shape follows the config, applied to the "
+            "saved rate); start a new run (another run_dir or name) to change them",
+            ", ".join(kept),
         )
+
+
+FROM_CHECKPOINT = (
+    "trainer.optimizer",
+    "trainer.lr",
+    "trainer.betas",
+    "trainer.eps",
+    "trainer.weight_decay",
+)
+"""Trainer settings that a resumed run takes from its checkpoint (the optimizer's state)."""
 
 
 def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,14 @@ from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
 from nmtbucket.distributed import Ranks, barrier, from_main_rank, gathered, sum_across_ranks
 from nmtbucket.errors import NmtBucketError
+from nmtbucket.faults import fault_point
 from nmtbucket.progress import Progress
-from nmtbucket.training.checkpoint import CheckpointKeeper, load_checkpoint
+from nmtbucket.training.checkpoint import (
+    STATE_FORMAT,
+    CheckpointKeeper,
+    load_checkpoint,
+    load_last_state,
+)
 from nmtbucket.training.counters import IntervalSums, TrainProgress, limit_reached
 from nmtbucket.training.evaluation import SplitEvaluator
 from nmtbucket.training.metrics import MetricsLogger
@@ -89,6 +95,7 @@ class Trainer:
         run_dir: str | Path,
         device: torch.device,
         ranks: Ranks | None = None,
+        identity: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.model = model
         self.train_iter = train_iter
@@ -97,6 +104,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         self.ranks = ranks or Ranks()
+        self.identity = {label: dict(file) for label, file in (identity or {}).items()}
         self.step = step
         self.optimizer = optimization.optimizer
         self.update = optimization.update
@@ -131,7 +139,8 @@ class Trainer:
         if self.ranks.distributed:  # each rank draws its own dropout masks
             rng = {"ranks": gathered(rng, self.ranks)}
         return {
-            "format": "nmtbucket-train-state/1",
+            "format": STATE_FORMAT,
+            "identity": self.identity,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -143,8 +152,10 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict` taken by a trainer with the same model and data."""
-        if state.get("format") != "nmtbucket-train-state/1":
+        """Continue from a :meth:`state_dict` taken by a trainer with the same model and data
+        (the files of :attr:`identity` are checked: their hashes must not have changed)."""
+        self._check_identity(state.get("identity", {}))  # absent before identities existed
+        if state.get("format") != STATE_FORMAT:
             raise NmtBucketError(
                 f"not an nmtbucket training state (format {state.get('format')!r})"
             )
@@ -172,6 +183,23 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def _check_identity(self, saved: Mapping[str, Mapping[str, str]]) -> None:
+        """Refuse to continue a run whose training data or tokenizer files changed since it
+        started (edited in place, or a rebuilt cache)."""
+        changed = [
+            f"the {label} {now['path']} (sha256 {saved[label]['sha256'][:12]}... when the run "
+            f"started, {now['sha256'][:12]}... now)"
+            for label, now in self.identity.items()
+            if label in saved and saved[label]["sha256"] != now["sha256"]
+        ]
+        if changed:
+            raise NmtBucketError(
+                f"cannot resume {self.run_dir}: {'; '.join(changed)} changed since the run "
+                "started, so it would continue on other data. Restore the files the run "
+                "started with to continue it, or train on the new ones in a new run (set "
+                "another run_dir or name)"
+            )
 
     def _carried_state(self) -> dict[str, Any]:
         """The step's carried state; under torchrun every rank's (each carries its own), by
@@ -214,14 +242,17 @@ class Trainer:
         return best.name
 
     def resume_if_possible(self) -> bool:
-        """Load ``checkpoints/last.pt`` of the run directory when it exists."""
-        if not self.keeper.last_path.is_file():
+        """Load the run directory's newest readable training state (``checkpoints/last.pt``,
+        or ``previous.pt`` when ``last.pt`` is torn) when there is one."""
+        found = load_last_state(self.keeper.directory)
+        if found is None:
             return False
-        self.load_state_dict(load_checkpoint(self.keeper.last_path))
+        state, path = found
+        self.load_state_dict(state)
         self.metrics.forget_after(self.progress.updates)
         log.info(
             "resumed from %s at update %d (epoch %d, batch %d of it)",
-            self.keeper.last_path,
+            path,
             self.progress.updates,
             self.train_iter.epoch,
             self.train_iter.position,
@@ -351,9 +382,10 @@ class Trainer:
             raise TrainingDiverged(
                 f"{self.progress.nonfinite_in_row} updates in a row had a non-finite loss or "
                 f"gradient (the last after update {self.progress.updates}), so training stopped "
-                f"(trainer.max_bad_updates={self.config.max_bad_updates}). Lower trainer.lr, "
-                "raise trainer.warmup_updates or set trainer.clip_norm; the last good state, "
-                f"if one was saved, is {self.keeper.last_path}"
+                f"(trainer.max_bad_updates={self.config.max_bad_updates}). In a new run "
+                "(another run_dir), lower trainer.lr, raise trainer.warmup_updates or set "
+                "trainer.clip_norm: resuming this one keeps the learning-rate schedule saved in "
+                f"{self.keeper.last_path}, whatever the config says"
             )
 
     def _after_update(self) -> None:
@@ -451,11 +483,11 @@ class Trainer:
         if self.progress.validations == 1:
             for signature in scores.signatures():
                 log.info("%s", signature)
+        dropped = []
         if finite:
-            state = self.model.state_dict()
-            self._save(self.keeper.consider(state, self.progress.updates, score))
-        else:
-            self._save([])
+            dropped = self.keeper.consider(self.model.state_dict(), self.progress.updates, score)
+        fault_point("between_best_and_last")
+        self._save(dropped)
 
     def _save(self, dropped: list[str]) -> None:
         """Save ``last.pt`` and then delete the ``dropped`` checkpoint files (rank 0); every

@@ -5,7 +5,6 @@ scores with BLEU and chrF; the test split's translations are written beside the 
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from nmtbucket.constants import PAD_ID
 from nmtbucket.data.iterator import BucketIterator
 from nmtbucket.data.prepare import EvalSplit, PreparedData, prepare_data
 from nmtbucket.distributed import Ranks
+from nmtbucket.files import atomic_copy, atomic_write_text
 from nmtbucket.models import build_sym_gen
 from nmtbucket.training.evaluation import SplitScores
 from nmtbucket.training.pipeline import TaskSetup, run_pipeline
@@ -47,8 +47,8 @@ class TranslationTask:
 
     def write_run_files(self, run_dir: Path) -> None:
         """The source and target sentencepiece models, which translation needs."""
-        shutil.copyfile(self.data.src_tokenizer.model_path, run_dir / "src.spm.model")
-        shutil.copyfile(self.data.tgt_tokenizer.model_path, run_dir / "tgt.spm.model")
+        atomic_copy(self.data.src_tokenizer.model_path, run_dir / "src.spm.model")
+        atomic_copy(self.data.tgt_tokenizer.model_path, run_dir / "tgt.spm.model")
 
     def score(self, model: BucketingModule) -> dict[str, SplitScores]:
         """The test split with BLEU and chrF; its translations go to ``SPLIT.hyp.txt``."""
@@ -57,7 +57,7 @@ class TranslationTask:
         test_scores = evaluator.evaluate(model)
         hypotheses = Path(self.config.run_dir) / f"{test.name}.hyp.txt"
         lines = "".join(line + "\n" for line in test_scores.hypotheses)
-        hypotheses.write_text(lines, encoding="utf-8")
+        atomic_write_text(hypotheses, lines)
         return {"test": test_scores}
 
     def results(self) -> dict[str, Any]:
@@ -105,6 +105,7 @@ def prepare_translation(
         default_bucket_key=scheme.default_bucket_key,
         step=Seq2SeqStep.for_device(config.trainer, device),
         valid_evaluator=valid,
+        identity=data.identity,
     )
     return TranslationTask(config, device, data, scheme, sampler.assignment.num_skipped, setup)
 

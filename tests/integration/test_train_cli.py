@@ -43,7 +43,13 @@ def test_a_run_writes_results_metrics_checkpoints_and_translations(
     rows = read_metrics(run)
     assert [r["update"] for r in rows if r["kind"] == "valid"] == [2, 4]
     assert [r["update"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
-    kept = {"last.pt", results["test_weights"], "update-00000003.pt", "update-00000004.pt"}
+    kept = {
+        "last.pt",
+        "previous.pt",
+        results["test_weights"],
+        "update-00000003.pt",
+        "update-00000004.pt",
+    }
     assert {p.name for p in (run / "checkpoints").iterdir()} == kept
     test_lines = (corpus / "test.en").read_text().splitlines()
     hypotheses = (run / "test.hyp.txt").read_text().split("\n")[:-1]
