@@ -102,7 +102,11 @@ def train_sentencepiece(
     prefix = Path(cache_dir) / f"spm-{model_type}-{vocab_size}-{digest.hexdigest()[:16]}"
     model_path = prefix.with_suffix(".model")
     if model_path.is_file():
-        return SentencePieceTokenizer(model_path)
+        try:
+            return SentencePieceTokenizer(model_path)
+        except NmtBucketError as err:  # torn: train it again (the same inputs, the same model)
+            if log is not None:
+                log(f"cannot use the cached {model_path} ({err}); training it again")
     files = ", ".join(str(f) for f in input_files)
     if log is not None:
         log(f"training a {model_type} sentencepiece model of {vocab_size} pieces on {files}")

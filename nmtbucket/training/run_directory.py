@@ -88,7 +88,14 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
     saved_path = run_dir / "config.json"
     if not saved_path.is_file():
         return
-    saved = upgrade_saved_config(json.loads(saved_path.read_text(encoding="utf-8")))
+    try:
+        saved = upgrade_saved_config(json.loads(saved_path.read_text(encoding="utf-8")))
+    except (ValueError, AttributeError) as err:  # torn, or not an object
+        raise NmtBucketError(
+            f"{saved_path} is not a readable config ({err}); it records the settings this run "
+            "started with, to check a resume against. Restore it, or delete it to resume "
+            "without that check (it is written again)"
+        ) from None
     now = dataclasses.asdict(config)
     fixed = [k for s in RESUME_FIXED for k in _differences(saved.get(s), now[s], f"{s}.")]
     if fixed:

@@ -1,0 +1,63 @@
+"""B. Random kills: SIGKILL (and SIGTERM) after seeded random delays anywhere in a run, data
+preparation and scoring included; each run is then rerun to completion and must equal the
+uninterrupted reference run. 5 kills in CI, 50 more in the slow tier."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import LEDGER, TrainingChild, differences, overrides, train_until_done
+
+RUN_SECONDS = 2.5  # longer than a whole tiny run in a child: some kills come after its end
+
+
+def _kill_and_rerun(
+    tmp_path: Path, corpus: Path, reference: Path, number: int, seed: int, kills: int
+) -> None:
+    """``kills`` signals ``number`` at random times into successive runs of one folder, then
+    a run to the end; the result must equal the reference."""
+    rng = random.Random(seed)
+    argv = overrides(tmp_path, corpus)
+    injected = 0
+    for _ in range(kills):
+        child = TrainingChild(argv, tmp_path)
+        time.sleep(rng.uniform(0.0, RUN_SECONDS))
+        injected += child.signal(number)
+        outcome = child.wait()
+        assert outcome.exitcode in (0, -number, 75), outcome.output[-3000:]
+    train_until_done(argv, tmp_path)
+    lost = differences(tmp_path / "run", reference)
+    kind = f"B. {signal.Signals(number).name} at a random time"
+    LEDGER.record(kind, injected, survived=not lost, lost=len(lost))
+    assert not lost
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_b_sigkill_at_random_times_loses_nothing(
+    tmp_path: Path, corpus: Path, reference: Path, seed: int
+) -> None:
+    _kill_and_rerun(tmp_path, corpus, reference, signal.SIGKILL, seed, kills=1)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_b_sigterm_at_random_times_loses_nothing(
+    tmp_path: Path, corpus: Path, reference: Path, seed: int
+) -> None:
+    _kill_and_rerun(tmp_path, corpus, reference, signal.SIGTERM, 100 + seed, kills=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_b_many_kills_in_a_row_lose_nothing(
+    tmp_path: Path, corpus: Path, reference: Path, seed: int
+) -> None:
+    """The slow tier: 50 SIGKILLs, five into each folder before it may finish, and 20 SIGTERMs."""
+    _kill_and_rerun(tmp_path, corpus, reference, signal.SIGKILL, 1000 + seed, kills=5)
+    rerun = tmp_path / "again"
+    rerun.mkdir()
+    _kill_and_rerun(rerun, corpus, reference, signal.SIGTERM, 2000 + seed, kills=2)
