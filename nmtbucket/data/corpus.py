@@ -7,6 +7,8 @@ from pathlib import Path
 
 from nmtbucket.errors import NmtBucketError
 
+BYTE_ORDER_MARK = "\ufeff"
+
 
 class CorpusError(NmtBucketError):
     """A corpus file that is missing or cannot be read as UTF-8 text."""
@@ -25,8 +27,10 @@ def read_lines(path: str | Path) -> list[str]:
 
 
 def decode_lines(handle: Iterable[bytes], name: str) -> Iterator[str]:
-    """The lines of a binary stream ``handle`` (split at ``\n`` only) as text without their
-    line endings, one at a time; ``name`` (a path, or ``stdin``) goes into errors.
+    """The lines of a binary stream ``handle`` (split at ``\n`` only, so that U+2028 and a
+    lone ``\r`` stay inside a line) as text without their line endings (``\r`` before
+    ``\n`` too) and without a byte-order mark at the start, one at a time; ``name`` (a path,
+    or ``stdin``) goes into errors.
 
     Invalid UTF-8 raises :class:`CorpusError` naming the stream, the 1-based line and the byte.
     """
@@ -38,4 +42,8 @@ def decode_lines(handle: Iterable[bytes], name: str) -> Iterator[str]:
                 f"{name}:{number}: invalid UTF-8 at byte {err.start} of the line "
                 f"({raw[err.start : err.start + 4]!r}); re-encode the file as UTF-8"
             ) from None
+        if number == 1:
+            text = text.removeprefix(BYTE_ORDER_MARK)
+            if not text:  # the whole stream was a byte-order mark: no lines
+                return
         yield text.rstrip("\r\n")

@@ -11,7 +11,8 @@ from nmtbucket.config import TrainerConfig
 
 @dataclass
 class TrainProgress:
-    """Counters of a run; saved in every checkpoint so a resumed run continues them."""
+    """Counters of a run; saved in every checkpoint (but ``stop_reason``) so a resumed run
+    continues them."""
 
     updates: int = 0
     batches: int = 0
@@ -22,9 +23,10 @@ class TrainProgress:
     nonfinite_updates: int = 0
     nonfinite_in_row: int = 0
     validations: int = 0
+    validated_update: int = -1  # the update of the last validation (-1: none yet)
     validations_without_improvement: int = 0
     best_score: float | None = None
-    stop_reason: str = ""
+    stop_reason: str = ""  # why this command stopped training (not saved: not a state)
 
     @property
     def padding_percent(self) -> float:

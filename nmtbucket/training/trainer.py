@@ -123,7 +123,6 @@ class Trainer:
         self.progress = TrainProgress()
         self._interval = IntervalSums()
         self._last_loss = 0.0
-        self._validated_update = -1
         self._epoch_validation_due = False  # an epoch ended inside an accumulation window
         self._clock = (0.0, 0.0)  # set by fit(): when training started (earlier runs included)
         # and when this run did
@@ -147,7 +146,7 @@ class Trainer:
             "iterator": self.train_iter.state_dict(),
             "step": self._carried_state(),
             "keeper": self.keeper.state_dict(),
-            "progress": asdict(self.progress),
+            "progress": {k: v for k, v in asdict(self.progress).items() if k != "stop_reason"},
             "rng": rng,
         }
 
@@ -262,11 +261,23 @@ class Trainer:
     # --- the loop --------------------------------------------------------------------------
 
     def fit(self) -> TrainProgress:
-        """Train until a limit, early stopping or divergence; validate and save at the end."""
+        """Train until a limit, early stopping or divergence; validate and save at the end
+        (also when a run resumed after a stop signal finds nothing left to train)."""
         self.progress.stop_reason = self._limit_reached() or ""
         if self.progress.stop_reason:
             log.info("nothing to train: %s", self.progress.stop_reason)
-            return self.progress
+        else:
+            self._train_until_stopped()
+        if self.progress.updates and self.progress.validated_update != self.progress.updates:
+            self._validate_and_save()
+        if self.config.keep_last and self.progress.updates not in self.keeper.recent:
+            self._save(self.keeper.snapshot(self.model.state_dict(), self.progress.updates))
+        self.metrics.close()
+        return self.progress
+
+    def _train_until_stopped(self) -> None:
+        """The training loop, until ``progress.stop_reason`` is set; on a stop signal, save
+        the whole state and raise :class:`TrainingInterrupted`."""
         self.model.train()
         run_started = time.monotonic()
         started = run_started - self.progress.train_seconds
@@ -313,12 +324,6 @@ class Trainer:
                 f"stopped on {signaled} after update {self.progress.updates}; the state is "
                 f"saved in {self.keeper.last_path}: rerun the same command to continue"
             )
-        if self.progress.updates and self._validated_update != self.progress.updates:
-            self._validate_and_save()
-        if self.config.keep_last and self.progress.updates not in self.keeper.recent:
-            self._save(self.keeper.snapshot(self.model.state_dict(), self.progress.updates))
-        self.metrics.close()
-        return self.progress
 
     def _prepare_executors(self) -> None:
         """Under ``executor=cuda_graph``: capture every key's step before training, the
@@ -399,7 +404,7 @@ class Trainer:
             self._interval = IntervalSums()
         every = self.config.validate_every
         due = self._epoch_validation_due or (every and updates and updates % every == 0)
-        if due and self._validated_update != updates:
+        if due and self.progress.validated_update != updates:
             self._validate_and_save()
         self._epoch_validation_due = False
         every = self.config.save_every
@@ -414,7 +419,10 @@ class Trainer:
         log.info("epoch %d done at update %d", epoch, self.progress.updates)
         if self.config.max_epochs and epoch >= self.config.max_epochs:
             self.progress.stop_reason = f"reached trainer.max_epochs={self.config.max_epochs}"
-        if not self.config.validate_each_epoch or self._validated_update == self.progress.updates:
+        if (
+            not self.config.validate_each_epoch
+            or self.progress.validated_update == self.progress.updates
+        ):
             return
         if pending_batches:
             self._epoch_validation_due = True  # after the update that trains them
@@ -453,7 +461,7 @@ class Trainer:
         )
 
     def _validate_and_save(self) -> None:
-        self._validated_update = self.progress.updates
+        self.progress.validated_update = self.progress.updates
         scores = self.evaluator.evaluate(self.model) if self.ranks.is_main else None
         scores = from_main_rank(scores, self.ranks)  # the same decisions on every rank
         assert scores is not None

@@ -169,7 +169,9 @@ def differences(run: Path, reference: Path) -> list[str]:
     if trained != list(range(1, UPDATES + 1)):
         found.append(f"metrics.jsonl training rows are for updates {trained}")
     valid = [(r["update"], r["loss"]) for r in rows if r["kind"] == "valid"]
-    expected_valid = [(r["update"], r["loss"]) for r in read_metrics(reference) if r["kind"] == "valid"]
+    expected_valid = [
+        (r["update"], r["loss"]) for r in read_metrics(reference) if r["kind"] == "valid"
+    ]
     if valid != expected_valid:
         found.append(f"validation rows {valid} differ from the reference's {expected_valid}")
     names = _names(run / "checkpoints")
@@ -212,7 +214,11 @@ def _compare(got: Any, want: Any, where: str) -> list[str]:
     if isinstance(want, (list, tuple)):
         if not isinstance(got, (list, tuple)) or len(got) != len(want):
             return [f"{where} has another length"]
-        return [d for i, (g, w) in enumerate(zip(got, want)) for d in _compare(g, w, f"{where}[{i}]")]
+        return [
+            d
+            for i, (g, w) in enumerate(zip(got, want, strict=True))
+            for d in _compare(g, w, f"{where}[{i}]")
+        ]
     return [] if got == want else [f"{where}: {got!r} != {want!r}"]
 
 
@@ -246,7 +252,9 @@ class Ledger:
                 for kind, row in sorted(self.rows.items())
             ),
         ]
-        total = {k: sum(row[k] for row in self.rows.values()) for k in ("injected", "survived", "lost")}
+        total = {
+            k: sum(row[k] for row in self.rows.values()) for k in ("injected", "survived", "lost")
+        }
         lines.append(f"| **all** | {total['injected']} | {total['survived']} | {total['lost']} |")
         (folder / "summary.md").write_text("\n".join(lines) + "\n")
 

@@ -23,7 +23,10 @@ CRASHES = {
     "during a metrics append": ["metrics_append:7"],
     "during the metrics rewrite of a resume": ["metrics_append:9", "before_rename@metrics.jsonl:1"],
     "during the sentencepiece copy": ["before_rename@src.spm.model:1"],
-    "during the sentencepiece copy of a resume": ["before_rename@last.pt:2", "before_rename@tgt.spm.model:1"],
+    "during the sentencepiece copy of a resume": [
+        "before_rename@last.pt:2",
+        "before_rename@tgt.spm.model:1",
+    ],
     "writing config.json": ["before_rename@config.json:1"],
     "twice in a row in one save": ["before_fsync@last.pt:3", "between_renames@last.pt:1"],
 }
