@@ -31,7 +31,14 @@ def reference(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
     root = tmp_path_factory.mktemp("fault_reference")
     outcome = train(overrides(root, corpus), root)
     assert outcome.exitcode == 0, outcome.output[-3000:]
+    (root / "seconds.txt").write_text(f"{outcome.seconds}\n")
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def reference_seconds(reference: Path) -> float:
+    """How long the reference run took in a child, start to exit: where random kills land."""
+    return float((reference.parent / "seconds.txt").read_text())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
