@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.faults import fault_point
@@ -38,11 +38,12 @@ def atomic_writer(path: str | Path, previous: str | Path | None = None) -> Itera
     is safely on disk), so two whole versions are kept. A failure for want of space raises
     :class:`DiskFull`, saying how much is needed; the old file is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
-    )
+    temp_name = ""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
+        )
         with os.fdopen(handle, "wb") as file:
             yield file
             file.flush()
@@ -54,13 +55,28 @@ def atomic_writer(path: str | Path, previous: str | Path | None = None) -> Itera
             fault_point(f"between_renames@{path.name}")
         os.replace(temp_name, path)
     except BaseException as err:
-        written = _size(Path(temp_name))
-        Path(temp_name).unlink(missing_ok=True)
+        written = _size(Path(temp_name)) if temp_name else 0
+        if temp_name:
+            Path(temp_name).unlink(missing_ok=True)
         if _no_space(err):
             raise DiskFull(_disk_full_message(path, written)) from None
         raise
     fault_point(f"before_directory_fsync@{path.name}")
     _fsync_directory(path.parent)
+
+
+@contextmanager
+def appending(path: str | Path) -> Iterator[TextIO]:
+    """``path`` opened to append UTF-8 text (created when missing), a failure for want of
+    space raised as :class:`DiskFull`. A crash mid-append leaves a torn last line, which
+    readers of such files drop."""
+    try:
+        with Path(path).open("a", encoding="utf-8", newline="") as file:
+            yield file
+    except OSError as err:
+        if _no_space(err):
+            raise DiskFull(_disk_full_message(Path(path), None)) from None
+        raise
 
 
 def _no_space(err: BaseException | None) -> bool:
@@ -73,19 +89,21 @@ def _no_space(err: BaseException | None) -> bool:
     return False
 
 
-def _disk_full_message(path: Path, written: int) -> str:
+def _disk_full_message(path: Path, written: int | None) -> str:
+    """What a write of ``path`` that failed for want of space after ``written`` bytes (None:
+    an append) needs, and what there is."""
     old = _size(path)
-    needed = max(old, written)
+    if written is None:
+        needs = ""
+    elif old and old >= written:
+        needs = f"; it needs about {_megabytes(old)} (the size of the version it replaces)"
+    else:
+        needs = f"; it needs more than {_megabytes(written)} (what was written before the failure)"
     free = shutil.disk_usage(path.parent).free
-    what = (
-        f"about {_megabytes(needed)} (the size of the version it replaces)"
-        if old
-        else (f"more than {_megabytes(written)} (what was written before the failure)")
-    )
+    unchanged = f"The previous {path.name} is unchanged. " if written is not None and old else ""
     return (
         f"cannot write {path}: no space left (a full disk, a quota or a file-size limit such "
-        f"as ulimit -f); it needs {what} and {path.parent} has {_megabytes(free)} free. "
-        f"{'The previous ' + path.name + ' is unchanged. ' if old else ''}"
+        f"as ulimit -f){needs}, and {path.parent} has {_megabytes(free)} free. {unchanged}"
         "Free some space (or raise the limit) and rerun the same command to continue"
     )
 
@@ -102,7 +120,7 @@ def _megabytes(size: int) -> str:
 
 
 TEMP_SUFFIX = ".tmp"
-_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what mkstemp makes of the prefix above
+TEMP_FILE_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what mkstemp makes of the prefix
 
 
 def remove_leftover_temp_files(directory: str | Path) -> list[Path]:
@@ -112,7 +130,7 @@ def remove_leftover_temp_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    leftovers = [p for p in directory.iterdir() if p.is_file() and _TEMP_NAME.match(p.name)]
+    leftovers = [p for p in directory.iterdir() if p.is_file() and TEMP_FILE_NAME.match(p.name)]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return sorted(leftovers)

@@ -20,6 +20,7 @@ from nmtbucket.files import atomic_write_bytes
 
 LAST = "last.pt"
 PREVIOUS = "previous.pt"  # the training state before last.pt: the fallback when last.pt is bad
+UNREADABLE = "last.pt.unreadable"  # a last.pt that could not be read, set aside by a fallback
 STATE_FORMAT = "nmtbucket-train-state/1"
 WEIGHTS_FORMAT = "nmtbucket-weights/1"
 log = logging.getLogger(__name__)
@@ -92,12 +93,19 @@ def load_last_state(directory: str | Path) -> tuple[dict[str, Any], Path] | None
         return state, previous
 
 
+STATE_ENTRIES = ("model", "optimizer", "scheduler", "iterator", "keeper", "progress", "rng")
+"""What every training state holds (besides ``format``)."""
+
+
 def _training_state(path: Path) -> dict[str, Any]:
     state = load_checkpoint(path)
     if state.get("format") != STATE_FORMAT:
         raise CheckpointError(
             f"{path} is not an nmtbucket training state (format {state.get('format')!r})"
         )
+    missing = [entry for entry in STATE_ENTRIES if entry not in state]
+    if missing:
+        raise CheckpointError(f"the training state {path} lacks {', '.join(missing)}")
     return state
 
 
@@ -114,7 +122,7 @@ def average_weights(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
     sums = {name: tensor.double() for name, tensor in first.items()}
     for path in paths[1:]:
         run, weights = _model_weights(Path(path))
-        if run != first_run:
+        if run != first_run and None not in (run, first_run):  # None: saved before run ids
             raise CheckpointError(
                 f"cannot average {path} with {first_path}: they come from two training runs "
                 f"({run} and {first_run}); average checkpoints of one run only"

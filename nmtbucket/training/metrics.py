@@ -9,19 +9,19 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from nmtbucket.config import CHOICES
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.faults import fault_point
-from nmtbucket.files import atomic_write_text
+from nmtbucket.files import appending, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 FORMATS = CHOICES["trainer.metrics_format"]
 
 
-def _write_now(file: io.TextIOBase, text: str) -> None:
+def _write_now(file: TextIO, text: str) -> None:
     file.write(text)
     file.flush()
 
@@ -80,7 +80,7 @@ class MetricsLogger:
         row = {"kind": kind, "update": update, **{k: _plain(v) for k, v in values.items()}}
         if self.format == "jsonl":
             line = json.dumps(row) + "\n"
-            with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as file:
+            with appending(self.run_dir / "metrics.jsonl") as file:
                 fault_point("metrics_append", lambda: _write_now(file, line[:9]))  # torn row
                 file.write(line)
         else:
@@ -133,7 +133,7 @@ class MetricsLogger:
             with path.open(encoding="utf-8", newline="") as existing:
                 columns = next(csv.reader(existing))
         if exists and set(row) <= set(columns):
-            with path.open("a", encoding="utf-8", newline="") as file:
+            with appending(path) as file:
                 csv.DictWriter(file, fieldnames=columns).writerow(row)
             return
         rows: list[dict[str, Any]] = []

@@ -142,6 +142,7 @@ def _train_and_score(
     )  # fmt: skip
     if config.resume:
         trainer.resume_if_possible()  # checks the data first: nothing is overwritten before
+    barrier(ranks)  # every rank has read the state before rank 0 writes files
     if ranks.is_main:
         write_run_files(run_dir, config, setup.batch_sizes)
         task.write_run_files(run_dir)

@@ -79,7 +79,8 @@ def set_aside_earlier_outputs(run_dir: Path) -> Path | None:
 
 
 RESUME_FIXED = ("data", "model", "bucketing")
-"""Config sections a resumed run must share with the run it continues."""
+"""Config sections a resumed run must share with the run it continues (and
+``trainer.optimizer``: another optimizer cannot take over the saved one's state)."""
 
 
 def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
@@ -98,6 +99,9 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
         ) from None
     now = dataclasses.asdict(config)
     fixed = [k for s in RESUME_FIXED for k in _differences(saved.get(s), now[s], f"{s}.")]
+    optimizer = now["trainer"]["optimizer"]
+    saved_optimizer = saved.get("trainer", {}).get("optimizer", optimizer)
+    fixed += _differences(saved_optimizer, optimizer, "trainer.optimizer")
     if fixed:
         raise NmtBucketError(
             f"cannot resume {run_dir}: these settings differ from the run it holds: "
@@ -118,7 +122,6 @@ def _check_resumable(run_dir: Path, config: TrainConfig) -> None:
 
 
 FROM_CHECKPOINT = (
-    "trainer.optimizer",
     "trainer.lr",
     "trainer.betas",
     "trainer.eps",

@@ -26,6 +26,7 @@ from nmtbucket.faults import fault_point
 from nmtbucket.progress import Progress
 from nmtbucket.training.checkpoint import (
     STATE_FORMAT,
+    UNREADABLE,
     CheckpointKeeper,
     load_checkpoint,
     load_last_state,
@@ -248,6 +249,12 @@ class Trainer:
             return False
         state, path = found
         self.load_state_dict(state)
+        last = self.keeper.last_path
+        if path != last and last.exists() and self.ranks.is_main:
+            # Out of the way before the next save would keep it as previous.pt in place of
+            # the good state loaded here (a rank still to read it falls back the same way).
+            last.replace(last.with_name(UNREADABLE))
+            log.warning("moved the unreadable %s to %s", last, UNREADABLE)
         self.metrics.forget_after(self.progress.updates)
         log.info(
             "resumed from %s at update %d (epoch %d, batch %d of it)",
@@ -501,7 +508,8 @@ class Trainer:
         """Save ``last.pt`` and then delete the ``dropped`` checkpoint files (rank 0); every
         rank waits until that is done."""
         self.keeper.save_last(self.state_dict())  # names the kept files before ...
-        self.keeper.prune(dropped)  # ... the others are deleted: a crash leaves no dangling name
+        self.keeper.prune(dropped)  # ... the others are deleted (files that previous.pt
+        # names may go: a run resumed from it forgets them with a warning)
         barrier(self.ranks)
 
     def _improves(self, score: float) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from nmtbucket.files import TEMP_FILE_NAME
 from nmtbucket.training.checkpoint import load_checkpoint
 from nmtbucket.training.metrics import read_metrics
 from tests.integration.train_cli import tiny_overrides
@@ -39,7 +39,6 @@ frequent saves and validations."""
 
 _SERVER = multiprocessing.get_context("forkserver")
 _SERVER.set_forkserver_preload(["nmtbucket.cli.train", "tests.faults.harness"])
-_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def overrides(root: Path, data: Path, **extra: Any) -> list[str]:
@@ -154,12 +153,13 @@ def train_until_done(argv: list[str], cwd: Path, attempts: int = 5) -> Outcome:
 # --- comparison with the reference run ------------------------------------------------------
 
 
-def differences(run: Path, reference: Path) -> list[str]:
+def differences(run: Path, reference: Path, extra: frozenset[str] = frozenset()) -> list[str]:
     """What differs between a finished run and the reference run: every entry of the final
     training state (weights, optimizer, schedule, iterator, carried and random state, kept
     checkpoints, counters but the clock), each update's training row (once each), the
     validation rows, the checkpoint files and their weights, leftover temporary files and the
-    test translations. Empty when nothing was lost."""
+    test translations. ``extra`` names files the run's ``checkpoints/`` holds beyond the
+    reference's (a torn file set aside). Empty when nothing was lost."""
     found: list[str] = []
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     expected = load_checkpoint(reference / "checkpoints" / "last.pt")
@@ -175,7 +175,7 @@ def differences(run: Path, reference: Path) -> list[str]:
     if valid != expected_valid:
         found.append(f"validation rows {valid} differ from the reference's {expected_valid}")
     names = _names(run / "checkpoints")
-    if names != _names(reference / "checkpoints"):
+    if names != _names(reference / "checkpoints") | extra:
         found.append(f"checkpoint files {sorted(names)} differ from the reference's")
     for name in sorted(names & _names(reference / "checkpoints")):
         if name.startswith(("best-", "update-")):
@@ -183,7 +183,9 @@ def differences(run: Path, reference: Path) -> list[str]:
             want = load_checkpoint(reference / "checkpoints" / name)["model"]
             found += _compare(got, want, name)
     for folder in (run, run / "checkpoints"):
-        found += [f"temporary file {p} left" for p in folder.iterdir() if _TEMP_FILE.match(p.name)]
+        found += [
+            f"temporary file {p} left" for p in folder.iterdir() if TEMP_FILE_NAME.match(p.name)
+        ]
     if (run / "test.hyp.txt").read_bytes() != (reference / "test.hyp.txt").read_bytes():
         found.append("test.hyp.txt differs from the reference's translations")
     return found
@@ -227,16 +229,19 @@ def _compare(got: Any, want: Any, where: str) -> list[str]:
 
 @dataclass
 class Ledger:
-    """Per kind of fault: how many were injected, how many runs survived (finished equal to
-    the reference, or stopped with a clear error where that is the promise) and how many
-    outputs were lost (differences from the reference)."""
+    """Per kind of fault: the scenarios run (a run folder, or one fuzzed input), the faults
+    injected into them (a signal counts when it reached a running process), the scenarios that
+    survived (finished equal to the reference, or stopped with the clear error their case
+    promises) and the outputs lost (differences from the reference)."""
 
     rows: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def record(self, kind: str, injected: int, survived: int, lost: int) -> None:
-        row = self.rows.setdefault(kind, {"injected": 0, "survived": 0, "lost": 0})
+    def record(self, kind: str, injected: int, survived: bool, lost: int) -> None:
+        """One scenario of ``kind``."""
+        row = self.rows.setdefault(kind, {"scenarios": 0, "injected": 0, "survived": 0, "lost": 0})
+        row["scenarios"] += 1
         row["injected"] += injected
-        row["survived"] += survived
+        row["survived"] += int(survived)
         row["lost"] += lost
 
     def write(self, folder: Path, seconds: float) -> None:
@@ -244,18 +249,17 @@ class Ledger:
         (folder / "summary.json").write_text(
             json.dumps({"rows": self.rows, "seconds": round(seconds, 1)}, indent=2) + "\n"
         )
+        columns = ("scenarios", "injected", "survived", "lost")
         lines = [
-            "| fault | injected | runs survived | outputs lost |",
-            "|---|---:|---:|---:|",
+            "| fault | scenarios | faults injected | scenarios survived | outputs lost |",
+            "|---|---:|---:|---:|---:|",
             *(
-                f"| {kind} | {row['injected']} | {row['survived']} | {row['lost']} |"
+                f"| {kind} | " + " | ".join(str(row[c]) for c in columns) + " |"
                 for kind, row in sorted(self.rows.items())
             ),
         ]
-        total = {
-            k: sum(row[k] for row in self.rows.values()) for k in ("injected", "survived", "lost")
-        }
-        lines.append(f"| **all** | {total['injected']} | {total['survived']} | {total['lost']} |")
+        total = [str(sum(row[c] for row in self.rows.values())) for c in columns]
+        lines.append("| **all** | " + " | ".join(total) + " |")
         (folder / "summary.md").write_text("\n".join(lines) + "\n")
 
 

@@ -46,7 +46,7 @@ def test_g_an_edited_training_line_is_refused_on_resume(tmp_path: Path, corpus: 
     outcome = train(argv, tmp_path)
     _refused(outcome.output, outcome.exitcode, f"training source file {source}")
     assert (tmp_path / "run" / "src.spm.model").read_bytes() == spm_copy  # nothing overwritten
-    LEDGER.record("G. changed data on resume, refused", 1, survived=1, lost=0)
+    LEDGER.record("G. changed data on resume, refused", 1, survived=True, lost=0)
 
 
 def test_g_a_rebuilt_sentencepiece_model_is_refused_on_resume(
@@ -113,5 +113,5 @@ def test_i_code_in_a_checkpoint_or_cached_array_never_runs(
     with pytest.raises(CheckpointError):
         load_checkpoint(best)
     injected += 3
-    LEDGER.record("I. code in a pickle", injected, survived=injected, lost=int(marker.exists()))
+    LEDGER.record("I. code in a pickle", injected, not marker.exists(), lost=int(marker.exists()))
     assert not marker.exists()

@@ -55,7 +55,7 @@ def test_h_a_file_and_stdin_give_the_same_lines(tmp_path: Path, data: bytes) -> 
         assert isinstance(through_file, str) and "invalid UTF-8" in through_file
     else:
         assert through_file == expected
-    LEDGER.record("H. fuzzed input bytes", 1, survived=1, lost=0)
+    LEDGER.record("H. fuzzed input bytes", 1, survived=True, lost=0)
 
 
 def _expected_lines(data: bytes) -> list[str] | None:
@@ -98,4 +98,4 @@ def test_h_translation_gives_one_line_per_input_line_from_a_file_or_stdin(
     assert _translate(monkeypatch, tiny_run, from_stdin, data) == 0
     assert from_file.read_bytes() == from_stdin.read_bytes()
     assert from_file.read_bytes().count(b"\n") == len(read_lines(source))
-    LEDGER.record("H. fuzzed input to nmtbucket-translate", 1, survived=1, lost=0)
+    LEDGER.record("H. fuzzed input to nmtbucket-translate", 1, survived=True, lost=0)

@@ -1,6 +1,6 @@
 """B. Random kills: SIGKILL (and SIGTERM) after seeded random delays anywhere in a run, data
 preparation and scoring included; each run is then rerun to completion and must equal the
-uninterrupted reference run. 5 kills in CI, 50 more in the slow tier."""
+uninterrupted reference run. 5 SIGKILLs and 2 SIGTERMs in CI; 50 and 20 more in the slow tier."""
 
 from __future__ import annotations
 

@@ -7,27 +7,33 @@ from __future__ import annotations
 import errno
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from nmtbucket import faults
 from nmtbucket.config import DataConfig
 from nmtbucket.data.corpus import CorpusError
 from nmtbucket.data.prepare import prepare_data
 from nmtbucket.faults import fault_point
 from nmtbucket.files import DiskFull, atomic_write_bytes
 from nmtbucket.training.checkpoint import (
+    STATE_ENTRIES,
     STATE_FORMAT,
     CheckpointError,
     CheckpointKeeper,
+    average_weights,
     load_last_state,
     save_checkpoint,
 )
+from nmtbucket.training.metrics import MetricsLogger
 from nmtbucket.training.run_directory import set_aside_earlier_outputs
 from tests.integration.train_cli import write_tiny_corpus
 
 
 def test_a_fault_point_does_nothing_unless_armed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faults, "_reached", {})
     monkeypatch.delenv("NMTBUCKET_FAULT", raising=False)
     fault_point("before_rename@last.pt")
     monkeypatch.setenv("NMTBUCKET_FAULT", "before_rename@other.pt:1:enospc")
@@ -43,7 +49,10 @@ def test_a_fault_point_does_nothing_unless_armed(monkeypatch: pytest.MonkeyPatch
 
 
 def _state(update: int) -> dict[str, object]:
-    return {"format": STATE_FORMAT, "progress": {"updates": update}, "w": torch.full((3,), update)}
+    """A training state with every entry, the update in ``progress``."""
+    state: dict[str, object] = {entry: {} for entry in STATE_ENTRIES}
+    weights = {"w": torch.full((3,), update)}
+    return {**state, "format": STATE_FORMAT, "progress": {"updates": update}, "model": weights}
 
 
 def test_the_previous_state_is_kept_and_taken_when_last_is_torn(
@@ -55,6 +64,12 @@ def test_the_previous_state_is_kept_and_taken_when_last_is_torn(
     keeper.save_last(_state(2))
     state, path = load_last_state(tmp_path) or ({}, None)
     assert path == tmp_path / "last.pt" and state["progress"] == {"updates": 2}
+    save_checkpoint(tmp_path / "last.pt", {"format": STATE_FORMAT, "model": {}})
+    with caplog.at_level(logging.WARNING):
+        state, path = load_last_state(tmp_path) or ({}, None)
+    assert path == tmp_path / "previous.pt" and "lacks optimizer" in caplog.text
+    keeper.save_last(_state(1))
+    keeper.save_last(_state(2))
     (tmp_path / "last.pt").write_bytes((tmp_path / "last.pt").read_bytes()[:100])
     with caplog.at_level(logging.WARNING):
         state, path = load_last_state(tmp_path) or ({}, None)
@@ -126,3 +141,50 @@ def test_an_empty_held_out_split_is_refused_before_training(tmp_path: Path, role
     config.tokenizer.vocab_size = 40
     with pytest.raises(CorpusError, match=f"the {role} split .* is empty"):
         prepare_data(config, progress=False, log=lambda message: None)
+
+
+class _FillsUp:
+    """A file whose disk fills up after ``room`` bytes, as torch.save sees it."""
+
+    def __init__(self, file: Any, room: int) -> None:
+        self.file, self.room = file, room
+
+    def write(self, data: bytes) -> int:
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return int(self.file.write(data))
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def test_a_full_disk_inside_torch_save_is_recognised(tmp_path: Path) -> None:
+    """torch.save reports its write's OSError as a RuntimeError raised from it."""
+    path = tmp_path / "state.pt"
+    with pytest.raises(DiskFull, match="more than"):
+        atomic_write_bytes(path, lambda file: torch.save(_state(1), _FillsUp(file, 600)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_appending_metrics_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    metrics = MetricsLogger(tmp_path, tensorboard=False)
+    metrics.log("train", 1, train_loss=1.0)
+    monkeypatch.setattr(Path, "open", no_space)
+    with pytest.raises(DiskFull, match=r"metrics\.jsonl: no space left"):
+        metrics.log("train", 2, train_loss=1.0)
+
+
+def test_weights_of_two_runs_are_never_averaged(tmp_path: Path) -> None:
+    weights = {"w": torch.zeros(2)}
+    for name, run in (("a.pt", "one"), ("b.pt", "two"), ("c.pt", None), ("d.pt", "one")):
+        save_checkpoint(tmp_path / name, {"model": weights, "run": run})
+    assert torch.equal(average_weights([tmp_path / "a.pt", tmp_path / "d.pt"])["w"], weights["w"])
+    average_weights([tmp_path / "a.pt", tmp_path / "c.pt"])  # c was saved before run ids
+    with pytest.raises(CheckpointError, match="two training runs"):
+        average_weights([tmp_path / "a.pt", tmp_path / "b.pt"])

@@ -49,3 +49,24 @@ def test_run_files_record_the_config_and_every_key_with_its_rows(tmp_path: Path)
     assert json.loads((tmp_path / "buckets.json").read_text()) == [[4, 5, 8], [9, 9, 2]]
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved == json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def test_a_resume_refuses_another_optimizer_and_says_which_settings_do_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _language_model_config(tmp_path, layers=2)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "previous.pt").write_bytes(b"")  # a state to resume
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
+    changed = dataclasses.replace(
+        config, trainer=dataclasses.replace(config.trainer, optimizer="sgd")
+    )
+    with pytest.raises(NmtBucketError, match=r"trainer\.optimizer \('adamw' -> 'sgd'\)"):
+        open_run_dir(changed)
+    changed = dataclasses.replace(
+        config, trainer=dataclasses.replace(config.trainer, lr=1.0, max_updates=9)
+    )
+    with caplog.at_level("WARNING"):
+        open_run_dir(changed)
+    assert "trainer.max_updates (0 -> 9): these take effect" in caplog.text
+    assert "trainer.lr (0.0005 -> 1.0): no effect" in caplog.text
