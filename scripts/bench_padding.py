@@ -38,6 +38,7 @@ import torch
 from nmtbucket import BucketBatchSampler, BucketingConfig, build_bucket_scheme
 from nmtbucket.bucketing.buckets import count_padded_tokens
 from nmtbucket.bucketing.keys import key_lengths
+from nmtbucket.bucketing.plan import greedy_batches
 from nmtbucket.constants import FILLER
 from nmtbucket.data.corpus import read_lines
 from nmtbucket.data.tokenizer import train_sentencepiece
@@ -61,23 +62,6 @@ def ptb_lengths(root: Path) -> torch.Tensor:
     return torch.tensor(
         [[len(line.split()) + 1] for line in read_lines(root / "ptb" / "train.txt")]
     )
-
-
-def greedy_batches(lengths: torch.Tensor, order: Sequence[int], budget: int) -> list[list[int]]:
-    """Fill batches in ``order`` while rows x (max S + max T) stays within the budget."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    widths = torch.zeros(lengths.shape[1], dtype=torch.int64)
-    for index in order:
-        grown = torch.maximum(widths, lengths[index])
-        if current and (len(current) + 1) * int(grown.sum()) > budget:
-            batches.append(current)
-            current, grown = [], lengths[index].clone()
-        current.append(index)
-        widths = grown
-    if current:
-        batches.append(current)
-    return batches
 
 
 def measure_unbucketed(lengths: torch.Tensor, batches: Iterable[list[int]]) -> dict:

@@ -48,6 +48,7 @@ class LanguageModelData:
     held_out: dict[str, list[LMBatch]]
     batch_sizes: dict[LengthKey, int]  # training key -> rows per batch, keys ascending
     skipped_train_sentences: int = 0  # sentence mode: longer than the largest key
+    train_lengths: torch.Tensor | None = None  # sentence mode: (N, 1) tokens per sentence
 
 
 @dataclass
@@ -97,6 +98,7 @@ def prepare_language_model(
         default_bucket_key=max(data.batch_sizes),
         step=LanguageModelStep(config.trainer.label_smoothing),
         valid_evaluator=evaluators["valid"],
+        train_lengths=data.train_lengths,
         identity=corpus.identity,
     )
     return LanguageModelTask(config, corpus, data, evaluators, setup)
@@ -144,7 +146,8 @@ def batch_corpus(
     sizes: dict[LengthKey, int] = {
         key_lengths(key)[0]: scheme.batch_sizes[key] for key in sorted(scheme.buckets)
     }
-    return LanguageModelData(sentences, held_out, sizes, sampler.assignment.num_skipped)
+    skipped = sampler.assignment.num_skipped
+    return LanguageModelData(sentences, held_out, sizes, skipped, lengths)
 
 
 def _held_out_sentence_batches(

@@ -18,6 +18,8 @@ import torch
 
 from nmtbucket.bucketing.keys import LengthKey
 from nmtbucket.bucketing.module import BucketingModule, SymGen
+from nmtbucket.bucketing.picture import PlotUnavailable, draw_plan
+from nmtbucket.bucketing.plan import curve_key_counts, plan_buckets
 from nmtbucket.config import TrainConfig
 from nmtbucket.device import resolve_device
 from nmtbucket.distributed import (
@@ -57,6 +59,8 @@ class TaskSetup:
     default_bucket_key: LengthKey  # the largest key, built first
     step: TrainStep
     valid_evaluator: SplitEvaluator
+    train_lengths: torch.Tensor | None = None  # (N, d) per-stream lengths of the training
+    # examples, for the bucket plan's picture (None: one key, nothing to draw)
     identity: dict[str, dict[str, str]] = field(default_factory=dict)
     """The files a resumed run must find unchanged, by what they are (``training source
     file``): ``{"path": ..., "sha256": ...}``."""
@@ -146,6 +150,8 @@ def _train_and_score(
     if ranks.is_main:
         write_run_files(run_dir, config, setup.batch_sizes)
         task.write_run_files(run_dir)
+        if setup.train_lengths is not None:
+            _draw_bucket_plan(config, setup.train_lengths, run_dir)
     progress = trainer.fit()
     log.info("training stopped: %s", progress.stop_reason)
     if not ranks.is_main:
@@ -167,6 +173,17 @@ def _train_and_score(
     atomic_write_json(run_dir / "results.json", results)
     _print_summary(results, scores, run_dir)
     return results
+
+
+def _draw_bucket_plan(config: TrainConfig, lengths: torch.Tensor, run_dir: Path) -> None:
+    """``buckets.png``, as ``nmtbucket-buckets`` draws it, when matplotlib is installed."""
+    keys = curve_key_counts(config.bucketing)
+    plan = plan_buckets(lengths, config.bucketing, keys, seed=config.trainer.seed)
+    try:
+        path = draw_plan(plan, lengths, run_dir / "buckets.png", f"{config.name}: bucket plan")
+        log.info("bucket plan: %s", path)
+    except PlotUnavailable as missing:
+        log.info("no buckets.png: %s", missing)
 
 
 def _build_model(

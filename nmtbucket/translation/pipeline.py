@@ -105,6 +105,7 @@ def prepare_translation(
         default_bucket_key=scheme.default_bucket_key,
         step=Seq2SeqStep.for_device(config.trainer, device),
         valid_evaluator=valid,
+        train_lengths=data.train.lengths,
         identity=data.identity,
     )
     return TranslationTask(config, device, data, scheme, sampler.assignment.num_skipped, setup)

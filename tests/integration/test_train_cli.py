@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def test_a_run_writes_results_metrics_checkpoints_and_translations(
         "update-00000004.pt",
     }
     assert {p.name for p in (run / "checkpoints").iterdir()} == kept
+    if importlib.util.find_spec("matplotlib") is not None:  # the test extra installs it
+        assert (run / "buckets.png").read_bytes()[:4] == b"\x89PNG"
     test_lines = (corpus / "test.en").read_text().splitlines()
     hypotheses = (run / "test.hyp.txt").read_text().split("\n")[:-1]
     assert len(hypotheses) == len(test_lines)  # the empty and the over-long line are kept
