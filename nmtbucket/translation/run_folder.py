@@ -19,6 +19,7 @@ from nmtbucket.training.checkpoint import average_weights
 from nmtbucket.training.kept_checkpoints import KeptCheckpoints
 
 REQUIRED_FILES = ("config.json", "buckets.json", "src.spm.model", "tgt.spm.model")
+WEIGHTS_FILE = "model.safetensors"  # the weights of an exported folder (nmtbucket-export)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class RunFolder:
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def exported(self) -> bool:
+        """Whether this is an export (``model.safetensors``) rather than a run directory."""
+        return (self.path / WEIGHTS_FILE).is_file()
 
     def model_config(self) -> ModelConfig:
         """The ``model`` section of config.json as a :class:`ModelConfig`."""
@@ -103,6 +109,8 @@ class RunFolder:
         core = build_seq2seq(
             self.model_config(), src_tokenizer.vocab_size, tgt_tokenizer.vocab_size
         )
+        if self.exported:
+            return self._load_exported(core, weights, average)
         paths = self.weight_paths(weights, average)
         state = average_weights(paths)
         # The trainer saves a BucketingModule: the core sits under its default keyed module.
@@ -115,6 +123,29 @@ class RunFolder:
                 f"the weights in {', '.join(str(p) for p in paths)} do not fit the model that "
                 f"{self.path / 'config.json'} describes: {_first_line(err)}; was config.json "
                 "edited, or do the checkpoints come from another run?"
+            ) from None
+        return core.eval()
+
+    def _load_exported(self, core: Seq2Seq[Any], weights: str, average: int) -> Seq2Seq[Any]:
+        """``core`` with the weights of ``model.safetensors`` (no pickle is read)."""
+        if weights != "best" or average != 1:
+            raise NmtBucketError(
+                f"{self.path} is an export with one set of weights ({WEIGHTS_FILE}): leave "
+                "weights and average at their defaults (choose them when exporting)"
+            )
+        try:
+            from safetensors.torch import load_model
+        except ImportError:
+            raise NmtBucketError(
+                f"loading {self.path / WEIGHTS_FILE} needs safetensors: pip install "
+                "'nmtbucket[export]'"
+            ) from None
+        try:
+            load_model(core, str(self.path / WEIGHTS_FILE))
+        except Exception as err:  # safetensors raises several types for bad or foreign files
+            raise NmtBucketError(
+                f"cannot load {self.path / WEIGHTS_FILE} into the model that "
+                f"{self.path / 'config.json'} describes: {_first_line(err)}"
             ) from None
         return core.eval()
 
