@@ -5,11 +5,14 @@ picks the task's pipeline by ``data.task``."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 
 import hydra
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nmtbucket.cli.tasks import run_training
@@ -26,8 +29,12 @@ ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
 
 def to_train_config(cfg: DictConfig) -> TrainConfig:
-    """The typed config; unknown keys and type errors become an NmtBucketError."""
-    return to_typed_config(cfg, TrainConfig)
+    """The typed config; unknown keys and type errors become an NmtBucketError. In a Hydra
+    multirun each job trains in its own folder, ``run_dir/JOB_NUMBER`` (``hydra.sweep``)."""
+    config = to_typed_config(cfg, TrainConfig)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        config = dataclasses.replace(config, run_dir=HydraConfig.get().runtime.output_dir)
+    return config
 
 
 @hydra.main(version_base=None, config_path="pkg://nmtbucket.conf", config_name="train")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -238,3 +239,24 @@ def test_max_epochs_stops_after_whole_epochs(
     per_epoch = results["updates"] // 2
     position = state["iterator"]["epoch"] * per_epoch + state["iterator"]["position"]
     assert per_epoch > 1 and position == 2 * per_epoch  # saved at the end of the second epoch
+
+
+def test_a_multirun_sweep_trains_each_job_in_its_own_folder_on_one_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-m trainer.lr=...,...`` on the demo task, made tiny: job N trains in run_dir/N."""
+    overrides = [
+        "-m", "+experiment=demo", f"run_dir={tmp_path / 'sweep'}",
+        f"data.cache_dir={tmp_path / 'cache'}", "data.synthetic.num_train=200",
+        "data.synthetic.num_valid=8", "data.synthetic.num_test=8", "trainer.max_updates=2",
+        "trainer.validate_every=0", "trainer.progress=false", "trainer.tensorboard=false",
+        "trainer.lr=1e-3,3e-3",
+    ]  # fmt: skip
+    assert run_cli(monkeypatch, overrides) == 0
+    for job, lr in (("0", 1e-3), ("1", 3e-3)):
+        run = tmp_path / "sweep" / job
+        config = json.loads((run / "config.json").read_text())
+        assert config["run_dir"] == str(run) and config["trainer"]["lr"] == lr
+        assert read_results(run)["updates"] == 2
+        assert (run / "checkpoints" / "last.pt").is_file()
+    assert len(list((tmp_path / "cache" / "encoded").iterdir())) == 1  # one shared cache
