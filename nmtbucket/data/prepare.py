@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from nmtbucket.config import CHOICES, DataConfig, TokenizerConfig
+from nmtbucket.console import progress_bar
 from nmtbucket.constants import EOS_ID
 from nmtbucket.data.corpus import CorpusError
 from nmtbucket.data.dataset import SequenceDataset, TokenSequences
@@ -25,7 +27,6 @@ from nmtbucket.data.synthetic import write_synthetic_task
 from nmtbucket.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.files import atomic_write_bytes, file_sha256
-from nmtbucket.progress import Progress
 
 ROLES = ("train", "valid", "test")
 TASKS = CHOICES["data.task"]
@@ -270,7 +271,7 @@ def _encode_corpus(
     """Encode every split (EOS appended), drop unusable training pairs, pack as tensors."""
     texts = {"train": read_parallel(*corpus.paths("train")), **held_out}
     total = sum(len(src) + len(tgt) for src, tgt in texts.values())
-    with Progress(total, "encoding", enabled=progress, unit="lines") as bar:
+    with progress_bar(total, "encoding", enabled=progress, unit="lines") as bar:
         encoded = {
             role: (_encode(tokenizers[0], src, bar), _encode(tokenizers[1], tgt, bar))
             for role, (src, tgt) in texts.items()
@@ -296,7 +297,7 @@ def _encode_corpus(
     return state
 
 
-def _encode(tokenizer: SentencePieceTokenizer, lines: list[str], bar: Progress) -> list[list[int]]:
+def _encode(tokenizer: SentencePieceTokenizer, lines: list[str], bar: tqdm[Any]) -> list[list[int]]:
     """Token ids of every line with EOS appended (an empty line becomes just EOS)."""
     encoded: list[list[int]] = []
     for start in range(0, len(lines), _ENCODE_CHUNK):

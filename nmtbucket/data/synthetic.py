@@ -16,8 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nmtbucket.config import SyntheticConfig
+from nmtbucket.console import progress_bar
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.progress import Progress
 
 # fmt: off
 ONES = (
@@ -116,13 +116,14 @@ def write_synthetic_task(
     counts = {"train": config.num_train, "valid": config.num_valid, "test": config.num_test}
     splits: dict[str, list[tuple[str, str]]] = {}
     seen: set[str] = set()
-    with Progress(sum(counts.values()), "numbers task", enabled=progress, unit="pairs") as bar:
+    with progress_bar(sum(counts.values()), "numbers task", enabled=progress, unit="pairs") as bar:
         for split in SPLITS:
             rng = random.Random(f"{config.seed}:{split}")
             pairs = generate_pairs(counts[split], config.max_numbers, config.max_value, rng, seen)
             seen.update(src for src, _ in pairs)
             splits[split] = pairs
-            bar.update(len(pairs), split=split)
+            bar.set_postfix(split=split, refresh=False)
+            bar.update(len(pairs))
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     for split, pairs in splits.items():

@@ -10,13 +10,13 @@ from functools import partial
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from nmtbucket.bucketing.keys import LengthKey, key_lengths
 from nmtbucket.config import SearchConfig
 from nmtbucket.constants import PAD_ID
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq, StepDecoder
-from nmtbucket.progress import Progress
 from nmtbucket.search import Hypothesis, beam_search, max_output_lengths, static_beam_search
 from nmtbucket.search.captured import CapturedDecoder
 
@@ -136,7 +136,7 @@ def decode_in_buckets(
     search: SearchConfig,
     search_fn: SearchFn,
     device: torch.device,
-    progress: Progress | None = None,
+    progress: tqdm[Any] | None = None,
 ) -> list[list[Hypothesis]]:
     """The hypotheses ``search_fn`` finds for every source (token ids, EOS included), in input
     order, batched as :func:`pads_to_buckets` says for ``device``. ``progress`` (if given)

@@ -14,8 +14,8 @@ import torch
 
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import EARLY_STOPPING_METRICS
+from nmtbucket.console import progress_bar
 from nmtbucket.errors import NmtBucketError
-from nmtbucket.progress import Progress
 
 BatchNll = Callable[[BucketingModule, Any], tuple[torch.Tensor, torch.Tensor]]
 """A task's scoring of one batch already on the device: the summed negative log-likelihood of
@@ -120,7 +120,7 @@ def score_batches(
     label = f"score {split}"
     with (
         evaluation_mode(model),
-        Progress(len(batches), label, enabled=show_progress, unit="batch") as bar,
+        progress_bar(len(batches), label, enabled=show_progress, unit="batch") as bar,
     ):
         for batch in batches:
             batch_nll_sum, batch_tokens = batch_nll(model, batch.to(device))

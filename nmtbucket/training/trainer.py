@@ -20,10 +20,10 @@ import torch
 from nmtbucket.bucketing.keys import key_lengths
 from nmtbucket.bucketing.module import BucketingModule
 from nmtbucket.config import EARLY_STOPPING_METRICS, TrainerConfig
+from nmtbucket.console import progress_bar
 from nmtbucket.distributed import Ranks, barrier, from_main_rank, gathered, sum_across_ranks
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.faults import fault_point
-from nmtbucket.progress import Progress
 from nmtbucket.training.checkpoint import (
     STATE_FORMAT,
     UNREADABLE,
@@ -291,7 +291,7 @@ class Trainer:
         self._clock = (started, run_started)
         epoch_updates = self.config.max_epochs * (len(self.train_iter) // self.config.accumulate)
         total = self.config.max_updates or epoch_updates or None
-        bar = Progress(
+        bar = progress_bar(
             total,
             "train",
             enabled=self.config.progress and self.ranks.is_main,
@@ -309,7 +309,8 @@ class Trainer:
                         if len(window) < self.config.accumulate:
                             continue
                         if self._train_window(window):
-                            bar.update(1, **self._bar_fields(batch))
+                            bar.set_postfix(self._bar_fields(batch), refresh=False)
+                            bar.update(1)
                         window = []
                         self.progress.train_seconds = time.monotonic() - started
                         self._after_update()

@@ -17,12 +17,12 @@ from typing import Any, Protocol
 import torch
 
 from nmtbucket.config import SearchConfig, check_search
+from nmtbucket.console import progress_bar
 from nmtbucket.constants import EOS_ID
 from nmtbucket.data.tokenizer import SentencePieceTokenizer
 from nmtbucket.device import resolve_device
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.models.base import Seq2Seq
-from nmtbucket.progress import Progress
 from nmtbucket.search.beam_pieces import check_beam_arguments
 from nmtbucket.search.decoding import (
     SearchFn,
@@ -190,7 +190,7 @@ def translate_sources(
     ``search_fn`` in ``setup``'s source-length buckets and detokenised, in input order, with a
     progress bar named ``label``: what :class:`Translator` and the held-out evaluator both
     run."""
-    with Progress(len(sources), label, enabled=show_progress, unit="sent") as bar:
+    with progress_bar(len(sources), label, enabled=show_progress, unit="sent") as bar:
         found = decode_in_buckets(
             sources, setup.src_buckets, setup.search, search_fn, setup.device, bar
         )
