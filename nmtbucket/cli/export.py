@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.training.kept_checkpoints import WEIGHT_CHOICES
+from nmtbucket.translation.ctranslate2_export import QUANTIZATIONS, export_ctranslate2
 from nmtbucket.translation.export import export_safetensors
 
 
@@ -17,8 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="nmtbucket-export",
         description=(
             "Export a run directory written by nmtbucket-train: model.safetensors (the chosen "
-            "weights, no pickle), config.json, buckets.json and the sentencepiece models. "
-            "nmtbucket-translate checkpoint=OUTPUT translates with it."
+            "weights, no pickle), config.json, buckets.json and the sentencepiece models, which "
+            "nmtbucket-translate checkpoint=OUTPUT translates with; or, with --ctranslate2, a "
+            "CTranslate2 model of a Transformer run and its sentencepiece models."
         ),
         epilog="example: nmtbucket-export runs/multi30k_transformer exports/m30k --average 3",
     )
@@ -33,9 +35,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--average", type=int, default=1, help="average the K best or newest checkpoints"
     )
+    parser.add_argument(
+        "--ctranslate2",
+        action="store_true",
+        help="write a CTranslate2 model instead (Transformer runs; pip install "
+        "'nmtbucket[ctranslate2]')",
+    )
+    parser.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="with --ctranslate2: store the weights so (default: float32)",
+    )
     args = parser.parse_args(argv)
     try:
-        output = export_safetensors(args.run_dir, args.output, args.weights, args.average)
+        if args.quantization and not args.ctranslate2:
+            raise NmtBucketError("--quantization applies to --ctranslate2 only")
+        export = export_ctranslate2 if args.ctranslate2 else export_safetensors
+        options = {"quantization": args.quantization} if args.ctranslate2 else {}
+        output = export(args.run_dir, args.output, args.weights, args.average, **options)
     except NmtBucketError as err:
         print(f"nmtbucket-export: error: {err}", file=sys.stderr)
         return 1
