@@ -4,6 +4,9 @@ agreement is printed); an LSTM run is refused."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,18 @@ def test_an_lstm_run_is_refused(
     assert main([str(tmp_path / "run"), str(tmp_path / "ct2"), "--ctranslate2"]) == 1
     assert "no spec matching nmtbucket's LSTM" in capsys.readouterr().err
     assert not (tmp_path / "ct2").exists()
+
+
+def test_the_benchmark_script_compares_both(trained: Path, tmp_path: Path) -> None:
+    corpus = trained / "data" / "tiny"
+    out = tmp_path / "results.json"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_ctranslate2.py"
+    command = [
+        sys.executable, str(script), str(trained / "run"), "--source", str(corpus / "test.en"),
+        "--reference", str(corpus / "test.de"), "--beam", "2", "--rounds", "1",
+        "--json", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    assert "| CTranslate2 int8 |" in result.stdout
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"nmtbucket", "CTranslate2 float32", "CTranslate2 int8"}
