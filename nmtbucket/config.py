@@ -199,6 +199,8 @@ class TrainerConfig:
     max_bad_updates: int = 5  # consecutive non-finite losses that stop the run
     log_every: int = 100  # updates between metric lines
     progress: bool = True  # a progress bar on stderr
+    plot_buckets: bool = True  # draw the bucket plan into run_dir/buckets.png at start (needs
+    # matplotlib; a few seconds on a large corpus)
     tensorboard: bool = True  # also log to TensorBoard when it is installed
     metrics_format: str = "jsonl"  # jsonl | csv
     distributed_timeout_seconds: float = 1800.0  # under torchrun: how long a rank waits for

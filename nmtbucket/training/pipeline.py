@@ -150,7 +150,7 @@ def _train_and_score(
     if ranks.is_main:
         write_run_files(run_dir, config, setup.batch_sizes)
         task.write_run_files(run_dir)
-        if setup.train_lengths is not None:
+        if setup.train_lengths is not None and config.trainer.plot_buckets:
             _draw_bucket_plan(config, setup.train_lengths, run_dir)
     progress = trainer.fit()
     log.info("training stopped: %s", progress.stop_reason)

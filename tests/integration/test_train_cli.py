@@ -30,7 +30,8 @@ def test_a_run_writes_results_metrics_checkpoints_and_translations(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     snapshots = {"trainer.save_every": 1, "trainer.keep_last": 2}
-    overrides = tiny_overrides(tmp_path, **{"trainer.keep_best": 1}, **snapshots)
+    settings = {"trainer.keep_best": 1, "trainer.plot_buckets": True, **snapshots}
+    overrides = tiny_overrides(tmp_path, **settings)
     assert run_cli(monkeypatch, overrides) == 0
     run = tmp_path / "run"
     results = read_results(run)

@@ -61,6 +61,7 @@ def tiny_overrides(tmp_path: Path, run: str = "run", **extra: Any) -> list[str]:
         "trainer.log_every": 1,
         "trainer.progress": False,
         "trainer.tensorboard": False,
+        "trainer.plot_buckets": False,  # its own test draws it
         "search.max_output_len": 20,
         "name": "tiny",
         "run_dir": tmp_path / run,
