@@ -21,6 +21,11 @@ from nmtbucket.config import BucketingConfig
 from nmtbucket.constants import FILLER
 
 
+def padding_percent(real_tokens: int, padded_tokens: int) -> float:
+    """The share of computed (padded) tokens that are padding, in %."""
+    return 100.0 * (1 - real_tokens / padded_tokens) if padded_tokens else 0.0
+
+
 @dataclass(frozen=True)
 class KeyLoad:
     """What one epoch puts through one key."""
@@ -34,7 +39,7 @@ class KeyLoad:
 
     @property
     def padding_percent(self) -> float:
-        return 100.0 * (1 - self.real_tokens / self.padded_tokens) if self.padded_tokens else 0.0
+        return padding_percent(self.real_tokens, self.padded_tokens)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class Batching:
 
     @property
     def padding_percent(self) -> float:
-        return 100.0 * (1 - self.real_tokens / self.padded_tokens) if self.padded_tokens else 0.0
+        return padding_percent(self.real_tokens, self.padded_tokens)
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,7 @@ def measure_keys(lengths: torch.Tensor, config: BucketingConfig) -> float:
     """The padding % of one sampler epoch under ``config``'s keys."""
     loads, _ = _epoch(lengths, build_bucket_scheme(lengths, config), config, seed=0)
     padded = sum(load.padded_tokens for load in loads)
-    real = sum(load.real_tokens for load in loads)
-    return 100.0 * (1 - real / padded) if padded else 0.0
+    return padding_percent(sum(load.real_tokens for load in loads), padded)
 
 
 def _epoch(

@@ -15,6 +15,7 @@ import torch
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.files import atomic_copy
 from nmtbucket.models.transformer import Transformer, sinusoid_table
+from nmtbucket.translation.export import new_output_folder
 from nmtbucket.translation.run_folder import RunFolder
 
 INSTALL = "pip install 'nmtbucket[ctranslate2]'"
@@ -46,9 +47,7 @@ def export_ctranslate2(
             "nmtbucket's LSTM encoder-decoder, so only Transformer runs are exported to it "
             "(nmtbucket-export without --ctranslate2 writes safetensors for any model)"
         )
-    output = Path(output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise NmtBucketError(f"{output} exists and is not an empty folder; choose a new one")
+    output = new_output_folder(output)
     core = folder.build_model(weights, average)
     assert isinstance(core, Transformer)
     src_tokenizer, tgt_tokenizer = folder.tokenizers()

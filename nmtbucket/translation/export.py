@@ -16,6 +16,15 @@ from nmtbucket.translation.run_folder import REQUIRED_FILES, WEIGHTS_FILE, RunFo
 INSTALL = "pip install 'nmtbucket[export]'"
 
 
+def new_output_folder(output: str | Path) -> Path:
+    """``output`` as a path, checked to be new or an empty folder (an export never mixes its
+    files with others)."""
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise NmtBucketError(f"{output} exists and is not an empty folder; choose a new one")
+    return output
+
+
 def export_safetensors(
     run_dir: str | Path, output: str | Path, weights: str = "best", average: int = 1
 ) -> Path:
@@ -28,9 +37,7 @@ def export_safetensors(
     folder = RunFolder.open(run_dir)
     if folder.exported:
         raise NmtBucketError(f"{folder.path} is an export already; export a run directory")
-    output = Path(output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise NmtBucketError(f"{output} exists and is not an empty folder; choose a new one")
+    output = new_output_folder(output)
     core = folder.build_model(weights, average)
     output.mkdir(parents=True, exist_ok=True)
     for name in REQUIRED_FILES:

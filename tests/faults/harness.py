@@ -191,6 +191,16 @@ def differences(run: Path, reference: Path, extra: frozenset[str] = frozenset())
     return found
 
 
+def compared_and_recorded(
+    kind: str, injected: int, run: Path, reference: Path, extra: frozenset[str] = frozenset()
+) -> list[str]:
+    """The :func:`differences` of a finished scenario of ``kind``, which ``injected`` faults
+    hit, recorded in the ledger (it survived when there are none)."""
+    lost = differences(run, reference, extra)
+    LEDGER.record(kind, injected, survived=not lost, lost=len(lost))
+    return lost
+
+
 def _names(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 

@@ -18,6 +18,7 @@ from nmtbucket.training.metrics import read_metrics
 from tests.faults.harness import (
     LEDGER,
     TrainingChild,
+    compared_and_recorded,
     differences,
     overrides,
     train,
@@ -49,9 +50,9 @@ def test_e_a_second_trainer_stops_naming_the_first_and_a_dead_holder_blocks_noth
     assert f"pid {first.pid} on {socket.gethostname()}" in second.output
     assert first.wait().exitcode == -signal.SIGKILL
     train_until_done(argv, tmp_path)  # the dead holder's lock is gone with it
-    lost = differences(tmp_path / "run", reference)
-    LEDGER.record("E. second trainer, then the holder killed", 2, survived=not lost, lost=len(lost))
-    assert not lost
+    assert not compared_and_recorded(
+        "E. second trainer, then the holder killed", 2, tmp_path / "run", reference
+    )
 
 
 def test_f_a_new_run_sets_an_earlier_runs_weights_aside(

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import LEDGER, differences, overrides, train, train_until_done
+from tests.faults.harness import (
+    compared_and_recorded,
+    differences,
+    overrides,
+    train,
+    train_until_done,
+)
 
 CRASHES = {
     "inside the atomic write of last.pt, before fsync": ["before_fsync@last.pt:2"],
@@ -41,9 +47,9 @@ def test_a_kill_at_a_named_point_loses_nothing(
         outcome = train(argv, tmp_path, env={"NMTBUCKET_FAULT": fault})
         assert outcome.exitcode == -signal.SIGKILL, f"{fault} not reached: {outcome.output[-2000:]}"
     train_until_done(argv, tmp_path)  # ... and the same command then finishes
-    lost = differences(tmp_path / "run", reference)
-    LEDGER.record("A. kill at a named point", len(faults), survived=not lost, lost=len(lost))
-    assert not lost
+    assert not compared_and_recorded(
+        "A. kill at a named point", len(faults), tmp_path / "run", reference
+    )
 
 
 def test_the_comparison_sees_a_run_that_differs(

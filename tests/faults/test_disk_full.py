@@ -8,7 +8,7 @@ import resource
 from pathlib import Path
 
 from nmtbucket.training.checkpoint import load_checkpoint
-from tests.faults.harness import LEDGER, differences, overrides, train, train_until_done
+from tests.faults.harness import compared_and_recorded, overrides, train, train_until_done
 
 
 def _stopped_for_space(output: str, exitcode: int) -> str:
@@ -29,9 +29,7 @@ def test_d_a_full_disk_during_a_save_keeps_the_old_state(
     kept = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")  # the third save
     assert kept["progress"]["updates"] < 12
     train_until_done(argv, tmp_path)
-    lost = differences(tmp_path / "run", reference)
-    LEDGER.record("D. disk full (ENOSPC)", 1, survived=not lost, lost=len(lost))
-    assert not lost
+    assert not compared_and_recorded("D. disk full (ENOSPC)", 1, tmp_path / "run", reference)
 
 
 def test_d_a_file_size_limit_is_a_clear_error_and_a_rerun_recovers(
@@ -43,6 +41,4 @@ def test_d_a_file_size_limit_is_a_clear_error_and_a_rerun_recovers(
     outcome = train(argv, tmp_path, limits=limit)
     _stopped_for_space(outcome.output, outcome.exitcode)
     train_until_done(argv, tmp_path)
-    lost = differences(tmp_path / "run", reference)
-    LEDGER.record("D. disk full (RLIMIT_FSIZE)", 1, survived=not lost, lost=len(lost))
-    assert not lost
+    assert not compared_and_recorded("D. disk full (RLIMIT_FSIZE)", 1, tmp_path / "run", reference)

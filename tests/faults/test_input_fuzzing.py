@@ -6,16 +6,15 @@ a vocabulary); ``nmtbucket-translate`` writes one output line per input line eit
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nmtbucket.cli.translate
 from nmtbucket.data.corpus import CorpusError, decode_lines, read_lines
 from tests.faults.harness import LEDGER
+from tests.integration.test_translate_cli import run_translate
 
 PIECES = [b"cat", b" ", b"red dog", b"\xc3\xa9", b"\r", b"\xe2\x80\xa8", b"\x00", b"\xef\xbb\xbf"]
 INVALID = [b"\xff", b"\xc3"]
@@ -71,19 +70,6 @@ def _expected_lines(data: bytes) -> list[str] | None:
     return [part.rstrip("\r") for part in parts]
 
 
-def _translate(
-    monkeypatch: pytest.MonkeyPatch, run: Path, output: Path, stdin: bytes, *extra: str
-) -> int:
-    argv = [f"checkpoint={run}", "progress=false", f"output={output}", *extra]
-    monkeypatch.setattr(sys, "argv", ["nmtbucket-translate", *argv])
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
-    try:
-        nmtbucket.cli.translate.main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
-
-
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -94,8 +80,9 @@ def test_h_translation_gives_one_line_per_input_line_from_a_file_or_stdin(
     source = tmp_path / "source.txt"
     source.write_bytes(data)
     from_file, from_stdin = tmp_path / "file.out", tmp_path / "stdin.out"
-    assert _translate(monkeypatch, tiny_run, from_file, b"", f"input={source}") == 0
-    assert _translate(monkeypatch, tiny_run, from_stdin, data) == 0
+    common = (f"checkpoint={tiny_run}", "progress=false")
+    assert run_translate(monkeypatch, *common, f"output={from_file}", f"input={source}") == 0
+    assert run_translate(monkeypatch, *common, f"output={from_stdin}", stdin=data) == 0
     assert from_file.read_bytes() == from_stdin.read_bytes()
     assert from_file.read_bytes().count(b"\n") == len(read_lines(source))
     LEDGER.record("H. fuzzed input to nmtbucket-translate", 1, survived=True, lost=0)

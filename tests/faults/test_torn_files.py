@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import LEDGER, Outcome, differences, overrides, train, train_until_done
+from tests.faults.harness import (
+    LEDGER,
+    Outcome,
+    compared_and_recorded,
+    overrides,
+    train,
+    train_until_done,
+)
 
 
 def _truncate(size: Callable[[int], int]) -> Callable[[Path], None]:
@@ -82,9 +89,9 @@ def test_c_a_torn_file_repairs_itself(
     if torn.name == "last.pt":  # the warning names both states; the torn one is set aside
         assert "last.pt" in outcome.output and "previous.pt" in outcome.output
         set_aside = frozenset({"last.pt.unreadable"})
-    lost = differences(tmp_path / "run", reference, extra=set_aside)
-    LEDGER.record("C. torn file, repaired", 1, survived=not lost, lost=len(lost))
-    assert not lost
+    assert not compared_and_recorded(
+        "C. torn file, repaired", 1, tmp_path / "run", reference, set_aside
+    )
 
 
 def _stops_clearly(outcome: Outcome, *named: str) -> None:
@@ -115,9 +122,9 @@ def test_c_a_crash_in_the_first_save_after_a_fallback_loses_nothing(
     outcome = train(argv, tmp_path, env={"NMTBUCKET_FAULT": "between_renames@last.pt:1"})
     assert outcome.exitcode == -signal.SIGKILL, outcome.output[-2000:]
     train_until_done(argv, tmp_path)
-    lost = differences(tmp_path / "run", reference, extra=frozenset({"last.pt.unreadable"}))
-    LEDGER.record("C. torn file, repaired", 2, survived=not lost, lost=len(lost))
-    assert not lost
+    assert not compared_and_recorded(
+        "C. torn file, repaired", 2, tmp_path / "run", reference, frozenset({"last.pt.unreadable"})
+    )
 
 
 def test_c_a_torn_config_stops_with_the_fix_that_then_works(
@@ -129,6 +136,4 @@ def test_c_a_torn_config_stops_with_the_fix_that_then_works(
     _stops_clearly(train(argv, tmp_path), str(config), "delete it")
     config.unlink()  # the fix the message gives
     train_until_done(argv, tmp_path)
-    lost = differences(tmp_path / "run", reference)
-    LEDGER.record("C. torn file, clear error", 1, survived=not lost, lost=len(lost))
-    assert not lost
+    assert not compared_and_recorded("C. torn file, clear error", 1, tmp_path / "run", reference)

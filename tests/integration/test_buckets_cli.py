@@ -5,23 +5,17 @@ same picture."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
 
 import nmtbucket.cli.buckets
-from tests.integration.train_cli import tiny_overrides, write_tiny_corpus
+from tests.integration.train_cli import run_cli, tiny_overrides, write_tiny_corpus
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, overrides: list[str]) -> int:
-    monkeypatch.setattr(sys, "argv", ["nmtbucket-buckets", *overrides])
-    try:
-        nmtbucket.cli.buckets.entry()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_cli(monkeypatch, overrides, nmtbucket.cli.buckets.entry)
 
 
 def test_the_plan_of_a_translation_config(

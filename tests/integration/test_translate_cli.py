@@ -17,7 +17,7 @@ from nmtbucket.translation.translator import Translator
 INPUT = "the cat sees a dog\n\nred\nGrüße 🐈\n" + " ".join(["big dog"] * 150) + "\nrunning"
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, *overrides: str, stdin: bytes = b"") -> int:
+def run_translate(monkeypatch: pytest.MonkeyPatch, *overrides: str, stdin: bytes = b"") -> int:
     monkeypatch.setattr(sys, "argv", ["nmtbucket-translate", *overrides])
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
     try:
@@ -38,7 +38,10 @@ def test_stdin_to_stdout_one_line_per_input_line(
     tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lines = INPUT.split("\n")  # the last line has no final newline
-    assert _run(monkeypatch, f"checkpoint={tiny_run}", "progress=false", stdin=INPUT.encode()) == 0
+    assert (
+        run_translate(monkeypatch, f"checkpoint={tiny_run}", "progress=false", stdin=INPUT.encode())
+        == 0
+    )
     captured = capsys.readouterr()
     out = captured.out.split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines)  # every output line ends with \n
@@ -60,7 +63,7 @@ def test_files_in_and_out_with_a_reference(
     output = tmp_path / "out.txt"
     overrides = [f"checkpoint={tiny_run}", f"input={source}", f"output={output}"]
     overrides += [f"reference={reference}", "search.beam_size=2", "weights=last", "average=2"]
-    assert _run(monkeypatch, *overrides) == 0
+    assert run_translate(monkeypatch, *overrides) == 0
     captured = capsys.readouterr()
     assert captured.out == ""
     written = output.read_text(encoding="utf-8").split("\n")
@@ -76,7 +79,7 @@ def test_a_file_without_a_final_newline(
     output = tmp_path / "out.txt"
     output.write_text("old output\n", encoding="utf-8")
     overrides = [f"checkpoint={tiny_run}", f"input={source}", f"output={output}"]
-    assert _run(monkeypatch, *overrides, "progress=false") == 0
+    assert run_translate(monkeypatch, *overrides, "progress=false") == 0
     lines = output.read_text(encoding="utf-8").split("\n")
     assert lines[:-1] == _expected(tiny_run, ["red", "", "cat dog"]) and lines[-1] == ""
 
@@ -85,7 +88,7 @@ def test_nbest_lines(
     tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     overrides = [f"checkpoint={tiny_run}", "nbest=3", "search.beam_size=3", "progress=false"]
-    assert _run(monkeypatch, *overrides, stdin=b"red\n\ncat dog\n") == 0
+    assert run_translate(monkeypatch, *overrides, stdin=b"red\n\ncat dog\n") == 0
     rows = [line.split(" ||| ") for line in capsys.readouterr().out.splitlines()]
     assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert all(len(r) == 3 for r in rows)
@@ -122,7 +125,7 @@ def test_errors_say_what_to_change(
     message = message.replace("IN", str(source))
     if not any(o.startswith("checkpoint=") for o in args) and overrides:
         args.append(f"checkpoint={tiny_run}")
-    assert _run(monkeypatch, *args, stdin=b"red\n") == 1
+    assert run_translate(monkeypatch, *args, stdin=b"red\n") == 1
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""
 
@@ -130,7 +133,7 @@ def test_errors_say_what_to_change(
 def test_invalid_utf8_on_stdin_names_the_line(
     tiny_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _run(monkeypatch, f"checkpoint={tiny_run}", stdin=b"red\ncat \xff dog\n") == 1
+    assert run_translate(monkeypatch, f"checkpoint={tiny_run}", stdin=b"red\ncat \xff dog\n") == 1
     assert "stdin:2: invalid UTF-8" in capsys.readouterr().err
 
 

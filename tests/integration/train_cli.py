@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,16 @@ def tiny_overrides(tmp_path: Path, run: str = "run", **extra: Any) -> list[str]:
     return [f"{key}={value}" for key, value in settings.items()]
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, overrides: list[str]) -> int:
-    """Run the console script's entry point with ``overrides``; its exit status."""
-    monkeypatch.setattr(sys, "argv", ["nmtbucket-train", *overrides])
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: list[str],
+    entry: Callable[[], object] = nmtbucket.cli.train.main,
+) -> int:
+    """Run a console script's entry point (``nmtbucket-train``'s unless given) with
+    ``overrides``; its exit status."""
+    monkeypatch.setattr(sys, "argv", ["nmtbucket", *overrides])
     try:
-        nmtbucket.cli.train.main()
+        entry()
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return 0
