@@ -1,7 +1,9 @@
 """Training on several processes (ranks) started by ``torchrun``: which rank this process is,
 its process group (NCCL on CUDA, one device per local rank; gloo on the CPU) and the few
-collectives the trainer needs. A process not started by torchrun is rank 0 of 1: then every
-collective here returns at once and ``torch.distributed`` is never touched.
+collectives the trainer needs. Counts and flags the ranks agree on at every step are summed on
+the host, through gloo (a second group under NCCL), so that agreeing never waits for a GPU.
+A process not started by torchrun is rank 0 of 1: then every collective here returns at once
+and ``torch.distributed`` is never touched.
 
 The collectives have the process group's timeout: a rank that dies or hangs makes the others
 fail with an error naming this rank, instead of waiting forever."""
@@ -22,6 +24,8 @@ from torch.distributed import _functional_collectives as functional_collectives
 from nmtbucket.errors import NmtBucketError
 
 T = TypeVar("T")
+
+_host_group: Any = None  # under NCCL: a gloo group over the same ranks, for host values
 
 
 @dataclass(frozen=True)
@@ -98,16 +102,17 @@ def start_process_group(ranks: Ranks, device: torch.device, timeout_seconds: flo
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(
-        backend,
-        rank=ranks.rank,
-        world_size=ranks.world_size,
-        timeout=datetime.timedelta(seconds=timeout_seconds),
-    )
+    timeout = datetime.timedelta(seconds=timeout_seconds)
+    dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size, timeout=timeout)
+    if backend == "nccl":
+        global _host_group
+        _host_group = dist.new_group(backend="gloo", timeout=timeout)
 
 
 def end_process_group() -> None:
     """Leave the process group, if this process joined one."""
+    global _host_group
+    _host_group = None
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -123,12 +128,14 @@ def _collective(what: str, ranks: Ranks, run: Any, *args: Any) -> Any:
         ) from None
 
 
-def sum_across_ranks(values: Sequence[float], ranks: Ranks, device: torch.device) -> list[float]:
-    """Each of ``values`` summed over the ranks (float64: exact for counts below 2**53)."""
+def sum_across_ranks(values: Sequence[float], ranks: Ranks) -> list[float]:
+    """Each of ``values`` summed over the ranks (float64: exact for counts below 2**53), on the
+    host: no GPU is involved, so no rank waits for its GPU to finish its queued work."""
     if not ranks.distributed:
         return [float(v) for v in values]
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    _collective("summing counts", ranks, dist.all_reduce, tensor)
+    tensor = torch.tensor(values, dtype=torch.float64)
+    group = _host_group or dist.group.WORLD  # gloo either way
+    _collective("summing counts", ranks, dist.all_reduce, tensor, dist.ReduceOp.SUM, group)
     return tensor.tolist()
 
 

@@ -7,12 +7,16 @@
               replayed from one CUDA graph, all graphs in one memory pool (CUDA only)
   pad_to_max  the very same rows, each batch padded to the largest key, eager: the unbucketed
               baseline
+  X_sync      executor X (eager, compile, cuda_graph), but reading the loss and the update's
+              outcome on the host after every step, as nmtbucket-train did before it counted
+              them on the device: what the per-step host synchronisation costs
 
 Every variant starts from the same weights, first runs one step on a batch of every key
 (largest first: where cuda_graph captures and compile compiles, both timed and reported), then
 rounds of ``--steps`` training steps on the same batches, alternating the order of variants
 between rounds. A step is what ``nmtbucket-train`` does per batch: copy it to the device, run
-step and update, read the loss. Reported: the median over rounds of real target tokens per
+step and update; the update's tally (updates made, losses) is read once per round, as the
+trainer reads it once per log interval. Reported: the median over rounds of real target tokens per
 second (padding excluded), padding %, capture/compile seconds, peak device memory after the
 first steps; on CUDA also the memory of every key's graph in one shared pool against the
 largest key alone and against one pool per key. Writes JSON with device, versions, command and
@@ -79,7 +83,9 @@ from nmtbucket.training.optim import build_optimization
 from nmtbucket.translation.pipeline import prepare_translation
 from nmtbucket.translation.step import Seq2SeqStep
 
-VARIANTS = ("eager", "compile", "cuda_graph", "pad_to_max")
+EXECUTORS = ("eager", "compile", "cuda_graph")
+VARIANTS = (*EXECUTORS, "pad_to_max", *(f"{name}_sync" for name in EXECUTORS))
+SYNC = "_sync"
 
 
 @dataclass
@@ -91,6 +97,7 @@ class Variant:
     step: Seq2SeqStep
     update: ParameterUpdate
     pad_to: Any = None  # a key to pad every batch to (pad_to_max), else None
+    reads_every_step: bool = False  # the _sync variants
     first_steps_seconds: float = 0.0
     graph_seconds: float = 0.0  # capture (cuda_graph) or compile (compile) time
     peak_allocated_mib: float = 0.0
@@ -114,8 +121,8 @@ def main() -> int:
     with initialize_config_module(config_module="nmtbucket.conf", version_base=None):
         config = to_train_config(compose("train", overrides=overrides))
     device = resolve_device(config.trainer.device)
-    names = args.variants or [v for v in VARIANTS if v != "cuda_graph" or device.type == "cuda"]
-    if "cuda_graph" in names and device.type != "cuda":
+    names = args.variants or _default_variants(device)
+    if any(_executor(name) == "cuda_graph" for name in names) and device.type != "cuda":
         parser.error("the cuda_graph variant needs a CUDA device")
 
     config.trainer.progress = False
@@ -133,7 +140,8 @@ def main() -> int:
         file=sys.stderr,
     )
 
-    memory = _memory_study(build, examples, device) if "cuda_graph" in names else None
+    captures = any(_executor(name) == "cuda_graph" for name in names)
+    memory = _memory_study(build, examples, device) if captures else None
     variants = [_prepare(name, build, examples, device, config, scheme) for name in names]
     for round_index in range(args.rounds):
         chunk = batches[round_index * args.steps : (round_index + 1) * args.steps]
@@ -151,6 +159,18 @@ def main() -> int:
         report = _report(summary, ratios, memory, args, config, device, len(examples))
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _default_variants(device: torch.device) -> list[str]:
+    """Every executor, pad-to-max, and on CUDA the per-step synchronisation of CUDA graphs."""
+    if device.type == "cuda":
+        return [*EXECUTORS, "cuda_graph_sync", "pad_to_max"]
+    return ["eager", "compile", "pad_to_max"]
+
+
+def _executor(name: str) -> str:
+    """The executor a variant runs: pad_to_max runs eager, X_sync runs X."""
+    return "eager" if name == "pad_to_max" else name.removesuffix(SYNC)
 
 
 def _batches(iterator: BucketIterator, count: int) -> list[Batch]:
@@ -185,9 +205,8 @@ def _builder(
 def _factory(
     name: str, config: TrainConfig, device: torch.device, num_keys: int
 ) -> ExecutorFactory:
-    """The executor factory of a variant (pad_to_max runs eager), as training builds it."""
-    executor = "eager" if name == "pad_to_max" else name
-    trainer = dataclasses.replace(config.trainer, executor=executor)
+    """The executor factory of a variant, as training builds it."""
+    trainer = dataclasses.replace(config.trainer, executor=_executor(name))
     return build_executor_factory(trainer, device, num_keys)
 
 
@@ -208,7 +227,7 @@ def _prepare(
     factory = _factory(name, config, device, len(examples))
     model, step, update = build(factory)
     pad_to = scheme.default_bucket_key if name == "pad_to_max" else None
-    variant = Variant(name, model, step, update, pad_to)
+    variant = Variant(name, model, step, update, pad_to, reads_every_step=name.endswith(SYNC))
     started = time.perf_counter()
     on_device = [_padded(b, pad_to).to(device) for b in examples]
     if isinstance(factory, CudaGraphFactory):
@@ -236,20 +255,23 @@ def _padded(batch: Batch, key: Any) -> Batch:
 def _timed_steps(
     variant: Variant, batches: Sequence[Batch], device: torch.device
 ) -> dict[str, float]:
-    """Train on ``batches`` as the trainer does; the time, real target tokens and padding."""
-    tgt_tokens = real = padded = made = 0
+    """Train on ``batches`` as the trainer does (a ``_sync`` variant also reads the loss and
+    the update's outcome after every step); the time, real target tokens and padding."""
+    tgt_tokens = real = padded = 0
     _synchronize(device)
     started = time.perf_counter()
     for host_batch in batches:
         batch = _padded(host_batch, variant.pad_to)
         variant.step.normalizer = max(batch.num_target_tokens, 1)
         on_device = batch.to(device, non_blocking=True)
-        float(variant.model.train_step(on_device, variant.step, variant.update))  # the loss read
-        made += variant.update.made  # the trainer reads the outcome of every update too
+        loss = variant.model.train_step(on_device, variant.step, variant.update)
+        if variant.reads_every_step:
+            float(loss)
+            bool(variant.update.made)
         tgt_tokens += batch.num_target_tokens
         real += batch.num_real_tokens
         padded += batch.num_padded_tokens
-    _synchronize(device)
+    made = variant.update.tally.read().made  # waits for the device, like a log line
     seconds = time.perf_counter() - started
     if made < len(batches):  # a skipped update does less work: say so next to the speed
         print(
@@ -310,7 +332,8 @@ def _summarise(variant: Variant) -> dict[str, Any]:
 def _ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
     rate = {name: row["tgt_tokens_per_second"] for name, row in summary.items()}
     pairs = [("cuda_graph", "eager"), ("cuda_graph", "pad_to_max"), ("compile", "eager"),
-             ("eager", "pad_to_max")]  # fmt: skip
+             ("eager", "pad_to_max"), ("cuda_graph", "cuda_graph_sync"), ("eager", "eager_sync"),
+             ("compile", "compile_sync")]  # fmt: skip
     return {f"{a}_over_{b}": rate[a] / rate[b] for a, b in pairs if a in rate and b in rate}
 
 

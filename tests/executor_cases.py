@@ -218,7 +218,7 @@ def train(
     ranks = ranks or Ranks()
     for first in range(0, len(batches) - accumulate + 1, accumulate):
         window = batches[first : first + accumulate]
-        counts = WindowCounts.of(window).summed(ranks, torch.device("cpu"))
+        counts = WindowCounts.of(window).summed(ranks)
         training.step.normalizer = counts.normalizer(loss_per)
         for i, batch in enumerate(window):
             last = i == len(window) - 1

@@ -248,16 +248,17 @@ class CudaGraphExecutor(BucketExecutor):
 @contextmanager
 def _training_state_kept(update: ParameterUpdate, step_fn: StepFn) -> Iterator[None]:
     """Warm-up runs the real step: force its update to skip, and put back afterwards the
-    gradients accumulated so far, the state the step carries (a language model's) and the CPU
-    random generator, so a capture changes no parameter or carried state."""
-    grads = update.snapshot_gradients()
+    gradients accumulated so far, the update's tally, the state the step carries (a language
+    model's) and the CPU random generator, so a capture changes no parameter, count or carried
+    state."""
+    saved = update.snapshot()
     stateful = step_fn if isinstance(step_fn, StatefulStep) else None
     step_state = {} if stateful is None else _cloned(stateful.state_dict())
     try:
         with update.forcing_skip(), _random_state_kept():
             yield
     finally:
-        update.restore_gradients(grads)
+        update.restore(saved)
         if stateful is not None:
             stateful.load_state_dict(step_state)
 

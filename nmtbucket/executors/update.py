@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from nmtbucket.distributed import Ranks, all_reduce_
+from nmtbucket.executors.update_tally import UpdateTally
 
-GradientSnapshot = tuple[list[torch.Tensor], torch.Tensor] | None
+
+@dataclass
+class UpdateSnapshot:
+    """What :meth:`ParameterUpdate.restore` puts back after a graph executor's warm-up."""
+
+    grads: list[torch.Tensor] | None  # None: no window was pending, the gradients were zeros
+    nonfinite_loss: torch.Tensor
+    tally: torch.Tensor
 
 
 class ParameterUpdate:
@@ -35,7 +44,9 @@ class ParameterUpdate:
     optimizer must be a fused one (``fused=True``): it takes the skip as its ``found_inf``
     tensor, as under mixed-precision loss scaling, so the decision never leaves the device.
     After :meth:`apply`, :attr:`grad_norm` (before clipping) and :attr:`skipped` (1.0 or 0.0)
-    hold the outcome; reading them is the caller's one host synchronisation per update.
+    hold the outcome, and :attr:`tally` has counted it with the window's losses: the training
+    loop reads the tally once per log interval, never an update's outcome (see
+    :mod:`~nmtbucket.executors.update_tally`).
     """
 
     def __init__(
@@ -65,12 +76,14 @@ class ParameterUpdate:
         # 1.0 inside forcing_skip(), while a graph executor warms up and captures: the step
         # runs, nothing changes. A tensor, not a flag: a captured update reads it at every replay.
         self.force_skip = torch.zeros((), device=device)
+        self.tally = UpdateTally(device)
         self._pending = False  # host side: a window's gradients wait for their update
 
     def note_loss(self, loss: torch.Tensor) -> None:
         """Remember whether ``loss`` (0-d) is NaN or infinite, for the next :meth:`apply`."""
         bad = (~torch.isfinite(loss.detach().float())).float()
         torch.maximum(self.nonfinite_loss, bad, out=self.nonfinite_loss)
+        self.tally.note_loss(loss)
 
     def apply(self) -> None:
         """Clip, step (or skip) and zero the gradients; see :attr:`grad_norm`, :attr:`skipped`."""
@@ -81,7 +94,9 @@ class ParameterUpdate:
         if self.clip_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(self.parameters, self.clip_norm, norm)
         bad_norm = (~torch.isfinite(norm)).float()
-        skip = torch.maximum(torch.maximum(self.nonfinite_loss, bad_norm), self.force_skip)
+        nonfinite = torch.maximum(self.nonfinite_loss, bad_norm)
+        skip = torch.maximum(nonfinite, self.force_skip)
+        self.tally.record_update(nonfinite)
         self.grad_norm.copy_(norm)
         self.skipped.copy_(skip)
         # Fused optimizers read ``found_inf`` (the attribute GradScaler sets) and skip the step
@@ -119,28 +134,27 @@ class ParameterUpdate:
         finally:
             self.force_skip.fill_(0.0)
 
-    def snapshot_gradients(self) -> GradientSnapshot:
-        """What :meth:`restore_gradients` puts back: copies of the gradients and the noted
-        non-finite loss while a window is :attr:`pending`; nothing to copy otherwise (zeros)."""
-        if not self.pending:
-            return None
-        return [g.clone() for g in self.grads], self.nonfinite_loss.clone()
+    def snapshot(self) -> UpdateSnapshot:
+        """What :meth:`restore` puts back: the tally, the noted non-finite loss and, while a
+        window is :attr:`pending`, copies of the gradients (zeros otherwise)."""
+        grads = [g.clone() for g in self.grads] if self.pending else None
+        return UpdateSnapshot(grads, self.nonfinite_loss.clone(), self.tally.snapshot())
 
-    def restore_gradients(self, snapshot: GradientSnapshot) -> None:
-        """Put the gradients back as :meth:`snapshot_gradients` found them (in place)."""
+    def restore(self, snapshot: UpdateSnapshot) -> None:
+        """Put gradients, non-finite flag and tally back as :meth:`snapshot` found them."""
         self.grad_norm.zero_()  # what warm-up left here is no update's outcome
         self.skipped.zero_()
-        if snapshot is None:
+        if snapshot.grads is None:
             torch._foreach_zero_(self.grads)
-            self.nonfinite_loss.zero_()
-            return
-        grads, nonfinite_loss = snapshot
-        torch._foreach_copy_(self.grads, grads)
-        self.nonfinite_loss.copy_(nonfinite_loss)
+        else:
+            torch._foreach_copy_(self.grads, snapshot.grads)
+        self.nonfinite_loss.copy_(snapshot.nonfinite_loss)
+        self.tally.restore(snapshot.tally)
 
     @property
     def made(self) -> bool:
-        """Whether the last :meth:`apply` changed the parameters (a host synchronisation)."""
+        """Whether the last :meth:`apply` changed the parameters (a host synchronisation: for
+        tests and tools; the training loop reads :attr:`tally` instead)."""
         return not bool(self.skipped)
 
     def _check_gradients_kept(self) -> None:

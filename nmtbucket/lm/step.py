@@ -92,11 +92,16 @@ class LanguageModelStep(NormalizedStep):
         self._loaded = (state["hidden"], state["cell"]) if state else None
         self._carried_slot = None
 
-    def discard_state(self) -> None:
-        """After a skipped update: the next batch starts from zeros, not from a state that
-        may hold NaN or infinity."""
-        self._loaded = None
-        self._carried_slot = None
+    def discard_state_if(self, skipped: torch.Tensor) -> None:
+        """After an update: where ``skipped`` (0-d, 1.0 when the update was skipped for a
+        non-finite loss or gradient), zero the state to carry, so the next batch starts from
+        zeros rather than from a state that may hold NaN or infinity. On the device: the
+        training loop does not wait to learn whether the update was skipped."""
+        if self._carried_slot is None:
+            return
+        flag = skipped.to(torch.bool)
+        for tensor in self._slots[self._carried_slot].end:
+            tensor.masked_fill_(flag, 0.0)
 
     def _new_slot(self, key: tuple[int, torch.device]) -> _StateSlot:
         assert self._layers_and_width is not None

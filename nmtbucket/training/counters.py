@@ -37,8 +37,9 @@ class TrainProgress:
 class IntervalSums:
     """Sums since the last log line."""
 
-    loss_sum: float = 0.0
-    updates: int = 0
+    loss_sum: float = 0.0  # the mean loss of each update made, summed (from the update tally)
+    made_updates: int = 0  # updates made (not skipped), from the update tally
+    updates: int = 0  # updates trained, skipped ones included
     tgt_tokens: int = 0
     start: float = field(default_factory=time.monotonic)
 

@@ -64,8 +64,9 @@ class CarriedStateStep(StatefulStep, Protocol):
     (:class:`~nmtbucket.executors.interface.StatefulStep`), the trainer saves it for exact
     resume and drops it after a skipped update."""
 
-    def discard_state(self) -> None:
-        """Forget what was carried from the batches of an update that was skipped."""
+    def discard_state_if(self, skipped: torch.Tensor) -> None:
+        """After each update: forget what was carried from its batches where ``skipped`` (a
+        0-d device tensor, 1.0 when the update was skipped), with tensor operations only."""
         ...
 
 
@@ -87,9 +88,10 @@ class WindowCounts:
             padded_tokens=sum(b.num_padded_tokens for b in window),
         )
 
-    def summed(self, ranks: Ranks, device: torch.device) -> WindowCounts:
-        """The counts of every rank's window of this step added up (one small all-reduce)."""
-        return WindowCounts(*(round(v) for v in sum_across_ranks(astuple(self), ranks, device)))
+    def summed(self, ranks: Ranks) -> WindowCounts:
+        """The counts of every rank's window of this step added up (one small all-reduce on
+        the host)."""
+        return WindowCounts(*(round(v) for v in sum_across_ranks(astuple(self), ranks)))
 
     def normalizer(self, loss_per: str) -> float:
         """What an update's summed loss is divided by: its target tokens (``token``), or its

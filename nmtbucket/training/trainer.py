@@ -40,6 +40,9 @@ from nmtbucket.training.stop_signals import StopSignals, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
+READ_TALLY_EVERY = 100
+"""The most updates between two reads of the update tally (log lines read it too)."""
+
 
 class TrainingDiverged(NmtBucketError):
     """Too many updates in a row had a non-finite loss or gradient."""
@@ -177,6 +180,7 @@ class Trainer:
         self.keeper.load_state_dict(state["keeper"])
         self.model.release_executors()  # graphs captured before hold the replaced state tensors
         self.progress = TrainProgress(**state["progress"])
+        self.update.tally.continue_run(self.progress.nonfinite_in_row)
         rng = state["rng"]
         if "ranks" in rng:
             rng = self._own_part(rng["ranks"])
@@ -275,6 +279,7 @@ class Trainer:
             log.info("nothing to train: %s", self.progress.stop_reason)
         else:
             self._train_until_stopped()
+        self._read_tally()  # the counts of the last updates, for the results
         if self.progress.updates and self.progress.validated_update != self.progress.updates:
             self._validate_and_save()
         if self.config.keep_last and self.progress.updates not in self.keeper.recent:
@@ -308,9 +313,9 @@ class Trainer:
                         window.append(batch)
                         if len(window) < self.config.accumulate:
                             continue
-                        if self._train_window(window):
-                            bar.set_postfix(self._bar_fields(batch), refresh=False)
-                            bar.update(1)
+                        self._train_window(window)
+                        bar.set_postfix(self._bar_fields(batch), refresh=False)
+                        bar.update(1)
                         window = []
                         self.progress.train_seconds = time.monotonic() - started
                         self._after_update()
@@ -349,52 +354,55 @@ class Trainer:
             time.monotonic() - started,
         )
 
-    def _train_window(self, window: list[TrainBatch]) -> bool:
+    def _train_window(self, window: list[TrainBatch]) -> None:
         """Forward and backward on each micro-batch of ``window``, the update run with the last
-        one (one captured graph under ``executor=cuda_graph``); returns whether the update was
-        made (False: a non-finite loss or gradient skipped it)."""
-        counts = WindowCounts.of(window).summed(self.ranks, self.device)  # all ranks together
+        one (one captured graph under ``executor=cuda_graph``). Nothing is read back from the
+        device: the losses and whether the update was skipped (a non-finite loss or gradient)
+        are counted on it, in the update's tally, which :meth:`_read_tally` reads at log
+        intervals. So an update counts, in the schedule and the limits, whether or not it was
+        skipped."""
+        counts = WindowCounts.of(window).summed(self.ranks)  # all ranks together
         self.step.normalizer = counts.normalizer(self.config.loss_per)
-        losses = []
         for i, batch in enumerate(window):
             on_device = batch.to(self.device, non_blocking=True)
             last = i == len(window) - 1
-            loss = self.model.train_step(on_device, self.step, self.update, apply_update=last)
-            losses.append(float(loss))  # host sync: the loss is read after every step
+            self.model.train_step(on_device, self.step, self.update, apply_update=last)
             self.progress.batches += 1
+        if isinstance(self.step, CarriedStateStep):
+            self.step.discard_state_if(self.update.skipped)  # nothing non-finite carried on
+        self.scheduler.step()
+        self.progress.updates += 1
         self.progress.tgt_tokens += counts.target_tokens
         self.progress.real_tokens += counts.real_tokens
         self.progress.padded_tokens += counts.padded_tokens
-        self._last_loss = losses[-1]
-        made = self.update.made
-        if made:
-            self.scheduler.step()
-            self.progress.updates += 1
-            self.progress.nonfinite_in_row = 0
-            self._interval.updates += 1
-            self._interval.loss_sum += sum(losses) / len(losses)
-            self._interval.tgt_tokens += counts.target_tokens
-        else:
-            if isinstance(self.step, CarriedStateStep):
-                self.step.discard_state()  # nothing non-finite is carried to the next batch
-            self._skip_update(float(self.update.grad_norm))
-        return made
+        self._interval.updates += 1
+        self._interval.tgt_tokens += counts.target_tokens
 
-    def _skip_update(self, grad_norm: float) -> None:
-        self.progress.nonfinite_updates += 1
-        self.progress.nonfinite_in_row += 1
-        log.warning(
-            "non-finite loss or gradient (loss %s, gradient norm %s) after update %d: update "
-            "skipped (%d in a row)",
-            self._last_loss,
-            grad_norm,
-            self.progress.updates,
-            self.progress.nonfinite_in_row,
-        )
-        if self.progress.nonfinite_in_row >= self.config.max_bad_updates:
+    def _read_tally(self) -> None:
+        """Read the update tally (the loop's one wait for the device between log lines): count
+        the skipped updates, note the loss, and stop a run whose skipped updates in a row reached
+        ``trainer.max_bad_updates``."""
+        tally = self.update.tally.read()
+        self._interval.loss_sum += tally.loss_sum
+        self._interval.made_updates += tally.made
+        if tally.made:
+            self._last_loss = tally.mean_loss
+        self.progress.nonfinite_updates += tally.skipped
+        self.progress.nonfinite_in_row = tally.skipped_in_row
+        if tally.skipped:
+            log.warning(
+                "%d of the %d updates up to update %d skipped: non-finite loss or gradient "
+                "(%d in a row at most; %d skipped in all)",
+                tally.skipped,
+                tally.made + tally.skipped,
+                self.progress.updates,
+                tally.longest_skipped_run,
+                self.progress.nonfinite_updates,
+            )
+        if tally.longest_skipped_run >= self.config.max_bad_updates:
             raise TrainingDiverged(
-                f"{self.progress.nonfinite_in_row} updates in a row had a non-finite loss or "
-                f"gradient (the last after update {self.progress.updates}), so training stopped "
+                f"{tally.longest_skipped_run} updates in a row had a non-finite loss or "
+                f"gradient (seen at update {self.progress.updates}), so training stopped "
                 f"(trainer.max_bad_updates={self.config.max_bad_updates}). In a new run "
                 "(another run_dir), lower trainer.lr, raise trainer.warmup_updates or set "
                 "trainer.clip_norm: resuming this one keeps the learning-rate schedule saved in "
@@ -402,12 +410,13 @@ class Trainer:
             )
 
     def _after_update(self) -> None:
+        """Log, validate and save when due; read the update tally for each log line and at
+        least every ``READ_TALLY_EVERY`` updates, so that a diverging run stops soon."""
         updates = self.progress.updates
-        if (
-            self._interval.updates
-            and self.config.log_every
-            and updates % self.config.log_every == 0
-        ):
+        logs = bool(self.config.log_every) and updates % self.config.log_every == 0
+        if logs or updates % READ_TALLY_EVERY == 0:
+            self._read_tally()
+        if logs:
             self._log_interval()
             self._interval = IntervalSums()
         every = self.config.validate_every
@@ -444,7 +453,7 @@ class Trainer:
         rank's, so that every rank stops after the same update (one small all-reduce)."""
         if not self.ranks.distributed:
             return signals.received
-        (count,) = sum_across_ranks([float(bool(signals.received))], self.ranks, self.device)
+        (count,) = sum_across_ranks([float(bool(signals.received))], self.ranks)
         return (signals.received or "a stop signal on another rank") if count else None
 
     def _elapsed(self) -> tuple[float, float]:
@@ -458,7 +467,7 @@ class Trainer:
         if not (self.ranks.distributed and timed):
             return elapsed[0], elapsed[1]
         mine = elapsed if self.ranks.is_main else [0.0, 0.0]
-        total, this_run = sum_across_ranks(mine, self.ranks, self.device)
+        total, this_run = sum_across_ranks(mine, self.ranks)
         return total, this_run
 
     def _limit_reached(
@@ -469,6 +478,7 @@ class Trainer:
         )
 
     def _validate_and_save(self) -> None:
+        self._read_tally()  # a run that diverged is not validated
         self.progress.validated_update = self.progress.updates
         scores = self.evaluator.evaluate(self.model) if self.ranks.is_main else None
         scores = from_main_rank(scores, self.ranks)  # the same decisions on every rank
@@ -507,7 +517,8 @@ class Trainer:
 
     def _save(self, dropped: list[str]) -> None:
         """Save ``last.pt`` and then delete the ``dropped`` checkpoint files (rank 0); every
-        rank waits until that is done."""
+        rank waits until that is done. The tally is read first: the state holds the counts."""
+        self._read_tally()
         self.keeper.save_last(self.state_dict())  # names the kept files before ...
         self.keeper.prune(dropped)  # ... the others are deleted (files that previous.pt
         # names may go: a run resumed from it forgets them with a warning)
@@ -523,12 +534,14 @@ class Trainer:
     def _log_interval(self) -> None:
         interval = self._interval
         seconds = max(time.monotonic() - interval.start, 1e-9)
-        # each rank's mean loss per target token, averaged over the ranks
-        (loss_sum,) = sum_across_ranks([interval.loss_sum], self.ranks, self.device)
+        # each rank's mean loss per target token, averaged over the ranks (NaN: every update
+        # of the interval was skipped)
+        (loss_sum,) = sum_across_ranks([interval.loss_sum], self.ranks)
+        made = interval.made_updates
         self.metrics.log(
             "train",
             self.progress.updates,
-            train_loss=loss_sum / self.ranks.world_size / max(interval.updates, 1),
+            train_loss=loss_sum / self.ranks.world_size / made if made else math.nan,
             lr=float(self.scheduler.get_last_lr()[0]),
             tgt_tokens_per_second=interval.tgt_tokens / seconds,
             padding_percent=self.progress.padding_percent,

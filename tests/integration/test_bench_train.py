@@ -22,12 +22,14 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_bench_train_compares_bucketed_eager_with_pad_to_max(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = _run(tmp_path, "--variants", "eager", "pad_to_max", "--rounds", "2", "--steps", "3",
-                  "--json", str(out))  # fmt: skip
+    result = _run(tmp_path, "--variants", "eager", "pad_to_max", "eager_sync", "--rounds", "2",
+                  "--steps", "3", "--json", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "| eager |" in result.stdout and "eager_over_pad_to_max" in result.stdout
     report = json.loads(out.read_text())
     eager, padded = report["results"]["eager"], report["results"]["pad_to_max"]
+    assert report["results"]["eager_sync"]["updates_made"] == 6
+    assert "eager_over_eager_sync" in report["ratios"]
     assert len(eager["tgt_tokens_per_second_rounds"]) == 2
     assert padded["padding_percent"] > eager["padding_percent"] > 0
     assert eager["updates_made"] == eager["steps"] == 6

@@ -118,7 +118,11 @@ def test_a_nan_loss_skips_its_update_and_is_counted(
     assert run_cli(monkeypatch, tiny_overrides(tmp_path)) == 0
     results = read_results(tmp_path / "run")
     assert results["nonfinite_updates"] == 1
-    assert results["updates"] == 4  # the skipped batch did not count as an update
+    assert results["updates"] == 4  # the skipped one included: the loop never waits to know
+    train_rows = [row for row in read_metrics(tmp_path / "run") if row["kind"] == "train"]
+    finite = [math.isfinite(float(row["train_loss"])) for row in train_rows]
+    assert finite == [True, False, True, True]  # update 2 alone (log_every=1), made no loss
+    assert [row["nonfinite_updates"] for row in train_rows] == [0, 1, 1, 1]
 
 
 def test_nan_losses_in_a_row_stop_the_run(

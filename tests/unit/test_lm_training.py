@@ -71,13 +71,17 @@ def test_padding_is_masked_out_of_the_training_loss_and_gradient() -> None:
         assert torch.allclose(with_padding, without.grad, atol=1e-6)
 
 
-def test_a_skipped_update_discards_the_carried_state() -> None:
+def test_a_skipped_update_discards_the_carried_state_and_a_made_one_keeps_it() -> None:
     stream = StreamBatches(torch.arange(40) % VOCAB, batch_size=2, bptt=4)
     step = LanguageModelStep()
     _model(4).train_step(stream.batch(0), step)
-    assert step.state_dict()
-    step.discard_state()
-    assert step.state_dict() == {}
+    carried = step.state_dict()["hidden"].clone()
+    assert carried.abs().sum() > 0
+    step.discard_state_if(torch.tensor(0.0))  # the update was made
+    assert torch.equal(step.state_dict()["hidden"], carried)
+    step.state_dict()["hidden"].fill_(float("nan"))  # what a bad batch may leave
+    step.discard_state_if(torch.tensor(1.0))  # the update was skipped
+    assert all(torch.equal(t, torch.zeros_like(t)) for t in step.state_dict().values())
 
 
 def test_the_carried_state_survives_a_state_dict_round_trip() -> None:

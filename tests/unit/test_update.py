@@ -4,6 +4,8 @@ loss normaliser a captured step reads."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -90,12 +92,12 @@ def test_warm_up_may_force_a_skip_and_gradients_can_be_put_back() -> None:
     )
     _backward(model)
     update.record_micro_batch(update_applied=False)
-    saved = update.snapshot_gradients()
+    saved = update.snapshot()
     kept = [g.clone() for g in update.grads]
     with update.forcing_skip():
         update.apply()  # zeroes the gradients
     assert not update.made
-    update.restore_gradients(saved)
+    update.restore(saved)
     for g, k in zip(update.grads, kept, strict=True):
         assert torch.equal(g, k)
 
@@ -150,3 +152,48 @@ def test_the_normaliser_is_one_tensor_per_device_filled_in_place() -> None:
     step = Seq2SeqStep(label_smoothing=0.0)
     step.normalizer = 3.0
     assert step.normalizer == 3.0 and float(step.normalizer_on(torch.device("cpu"))) == 3.0
+
+
+def test_the_tally_counts_updates_losses_and_runs_of_skips_until_read() -> None:
+    model = _model()
+    update = ParameterUpdate(
+        model.parameters(), build_optimizer(model.parameters(), TrainerConfig()), 1.0
+    )
+    outcomes = []  # per update: the micro-batch losses
+    for losses in ([1.0, 3.0], [float("nan"), 2.0], [float("inf")], [5.0]):
+        for loss in losses:
+            _backward(model)
+            update.note_loss(torch.tensor(loss))
+        update.apply()
+        outcomes.append(update.made)
+    assert outcomes == [True, False, False, True]
+    first = update.tally.read()
+    assert (first.made, first.skipped, first.skipped_in_row, first.longest_skipped_run) == (
+        2, 2, 0, 2,
+    )  # fmt: skip
+    assert first.loss_sum == pytest.approx(2.0 + 5.0) and first.mean_loss == pytest.approx(3.5)
+    update.note_loss(torch.tensor(float("nan")))
+    update.apply()
+    second = update.tally.read()  # a new interval, inside a run of skips
+    assert (second.made, second.skipped, second.skipped_in_row) == (0, 1, 1)
+    assert second.longest_skipped_run == 1 and math.isnan(second.mean_loss)
+    update.tally.continue_run(3)  # as after a resume
+    update.note_loss(torch.tensor(float("nan")))
+    update.apply()
+    assert update.tally.read().longest_skipped_run == 4
+
+
+def test_warm_up_leaves_the_tally_as_it_was() -> None:
+    model = _model()
+    update = ParameterUpdate(
+        model.parameters(), build_optimizer(model.parameters(), TrainerConfig()), 1.0
+    )
+    update.note_loss(_backward(model))
+    update.apply()
+    saved = update.snapshot()
+    with update.forcing_skip():
+        update.note_loss(torch.tensor(float("nan")))
+        update.apply()
+    update.restore(saved)
+    reading = update.tally.read()
+    assert (reading.made, reading.skipped, reading.longest_skipped_run) == (1, 0, 0)
