@@ -134,7 +134,8 @@ def sum_across_ranks(values: Sequence[float], ranks: Ranks) -> list[float]:
     if not ranks.distributed:
         return [float(v) for v in values]
     tensor = torch.tensor(values, dtype=torch.float64)
-    group = _host_group or dist.group.WORLD  # gloo either way
+    group = dist.group.WORLD if _host_group is None else _host_group
+    assert dist.get_backend(group) == "gloo", "host values are summed through gloo"
     _collective("summing counts", ranks, dist.all_reduce, tensor, dist.ReduceOp.SUM, group)
     return tensor.tolist()
 

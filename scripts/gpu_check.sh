@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (scripts/gpu_check.py): every GPU measurement in one command, about 8 minutes
-# on one H100/H200, writing log.txt, summary.json and summary.md to OUT.
+# on one H100/H200, writing log.txt, summary.json and summary.md to OUT. NMTBUCKET_COMMIT names
+# the commit in the summary where the tree has no .git (a copy sent to a lent GPU).
 #
 #   scripts/gpu_check.sh [--wheels DIR] [--dry-run] [--data DIR] OUT
 #   scripts/gpu_check.sh --fetch-wheels DIR
@@ -36,5 +37,10 @@ done
 if [[ -n "$wheels" ]]; then
   "$python" -m pip install -q --no-index --no-deps --no-compile "$wheels"/*.whl
   "$python" -m pip install -q --no-index --no-deps --no-build-isolation -e .
+fi
+if ! "$python" -c "import hydra, omegaconf, nmtbucket.conf" 2>/dev/null; then
+  echo "gpu_check: $python cannot import hydra, omegaconf and nmtbucket.conf; install" \
+    "nmtbucket (pip install -e .) or pass --wheels DIR (see the README's GPU check)" >&2
+  exit 2
 fi
 exec "$python" scripts/gpu_check.py "${args[@]}"

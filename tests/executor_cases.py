@@ -28,7 +28,7 @@ from nmtbucket.lm.step import LanguageModelStep
 from nmtbucket.models import build_sym_gen
 from nmtbucket.models.lm import LSTMLanguageModel, lm_sym_gen
 from nmtbucket.training.optim import build_optimizer, build_scheduler
-from nmtbucket.training.step import TrainStep, WindowCounts
+from nmtbucket.training.step import CarriedStateStep, TrainStep, WindowCounts
 from nmtbucket.translation.step import Seq2SeqStep
 
 VOCAB = 24
@@ -213,8 +213,10 @@ def train(
     loss_per: str,
     ranks: Ranks | None = None,
 ) -> None:
-    """One update per ``accumulate`` batches, the update run with the last of them; under
-    several ``ranks`` the loss is normalised by all ranks' counts, as the Trainer does."""
+    """One update per ``accumulate`` batches, the update run with the last of them, as the
+    Trainer does: under several ``ranks`` the loss is normalised by all ranks' counts, a step
+    that carries state drops it after a skipped update, and the schedule steps at every
+    update, skipped or not."""
     ranks = ranks or Ranks()
     for first in range(0, len(batches) - accumulate + 1, accumulate):
         window = batches[first : first + accumulate]
@@ -224,8 +226,9 @@ def train(
             last = i == len(window) - 1
             loss = training.model.train_step(batch, training.step, training.update, last)
             training.losses.append(float(loss))
-        if training.update.made:
-            training.scheduler.step()
+        if isinstance(training.step, CarriedStateStep):
+            training.step.discard_state_if(training.update.skipped)
+        training.scheduler.step()
 
 
 def parameters(model: BucketingModule) -> list[torch.Tensor]:

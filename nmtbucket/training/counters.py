@@ -39,7 +39,6 @@ class IntervalSums:
 
     loss_sum: float = 0.0  # the mean loss of each update made, summed (from the update tally)
     made_updates: int = 0  # updates made (not skipped), from the update tally
-    updates: int = 0  # updates trained, skipped ones included
     tgt_tokens: int = 0
     start: float = field(default_factory=time.monotonic)
 

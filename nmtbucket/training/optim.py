@@ -91,8 +91,7 @@ def lr_multiplier(
     * ``epoch_decay``: linear warm-up to 1; 1 for the first ``full_lr_epochs`` epochs, then
       ``lr_decay`` times the previous epoch's (Zaremba et al.: epoch ``e``, counted from 0, has
       ``lr_decay ** max(0, e + 1 - full_lr_epochs)``). The epoch is ``epoch_of()``, the epoch of
-      the batches the next update trains, so skipped updates and accumulation windows do not
-      shift the decay.
+      the batches the next update trains, so accumulation windows do not shift the decay.
     """
     warmup = max(config.warmup_updates, 0)
     if config.schedule not in SCHEDULES:

@@ -126,7 +126,7 @@ class Trainer:
         )
         self.progress = TrainProgress()
         self._interval = IntervalSums()
-        self._last_loss = 0.0
+        self._latest_loss = 0.0  # the mean loss of the updates of the latest tally read
         self._epoch_validation_due = False  # an epoch ended inside an accumulation window
         self._clock = (0.0, 0.0)  # set by fit(): when training started (earlier runs included)
         # and when this run did
@@ -375,7 +375,6 @@ class Trainer:
         self.progress.tgt_tokens += counts.target_tokens
         self.progress.real_tokens += counts.real_tokens
         self.progress.padded_tokens += counts.padded_tokens
-        self._interval.updates += 1
         self._interval.tgt_tokens += counts.target_tokens
 
     def _read_tally(self) -> None:
@@ -386,7 +385,7 @@ class Trainer:
         self._interval.loss_sum += tally.loss_sum
         self._interval.made_updates += tally.made
         if tally.made:
-            self._last_loss = tally.mean_loss
+            self._latest_loss = tally.mean_loss
         self.progress.nonfinite_updates += tally.skipped
         self.progress.nonfinite_in_row = tally.skipped_in_row
         if tally.skipped:
@@ -399,7 +398,7 @@ class Trainer:
                 tally.longest_skipped_run,
                 self.progress.nonfinite_updates,
             )
-        if tally.longest_skipped_run >= self.config.max_bad_updates:
+        if tally.longest_skipped_run and tally.longest_skipped_run >= self.config.max_bad_updates:
             raise TrainingDiverged(
                 f"{tally.longest_skipped_run} updates in a row had a non-finite loss or "
                 f"gradient (seen at update {self.progress.updates}), so training stopped "
@@ -555,5 +554,5 @@ class Trainer:
             "tok/s": round(self._interval.tgt_tokens / seconds),
             "pad%": round(self.progress.padding_percent, 1),
             "key": key_lengths(batch.bucket_key),
-            "loss": round(self._last_loss, 3),
+            "loss": round(self._latest_loss, 3),
         }

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nmtbucket.distributed import Ranks, end_process_group, start_process_group
+from nmtbucket.distributed import Ranks, end_process_group, start_process_group, sum_across_ranks
 from nmtbucket.errors import NmtBucketError
 from nmtbucket.executors.compiled import CompileFactory
 from nmtbucket.executors.cuda_graph import CudaGraphFactory
@@ -174,3 +175,32 @@ def test_a_nonfinite_loss_on_one_rank_skips_the_update_on_every_rank(tmp_path: P
     mp.spawn(_nonfinite_worker, args=(_free_port(), str(tmp_path)), nprocs=2)
     for rank in (0, 1):
         assert torch.load(tmp_path / f"rank{rank}.pt") == {"made": False, "unchanged": True}
+
+
+def test_under_nccl_host_values_are_summed_through_a_gloo_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # NCCL needs GPUs: the process group's calls are recorded instead
+    calls: dict[str, object] = {}
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(
+        dist, "init_process_group", lambda backend, **kwargs: calls.update(init=backend)
+    )
+    monkeypatch.setattr(
+        dist, "new_group", lambda backend, timeout: calls.update(new_group=backend) or "host"
+    )
+    monkeypatch.setattr(dist, "get_backend", lambda group: "gloo" if group == "host" else "nccl")
+
+    def all_reduce(tensor: torch.Tensor, op: object, group: object) -> None:
+        calls.update(reduced_on=tensor.device.type, group=group)
+        tensor.mul_(2)  # as if the other rank had the same values
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    ranks = Ranks(rank=0, world_size=2)
+    start_process_group(ranks, torch.device("cuda", 0), timeout_seconds=60)
+    try:
+        assert sum_across_ranks([1.0, 3.0], ranks) == [2.0, 6.0]
+    finally:
+        end_process_group()
+    assert calls == {"init": "nccl", "new_group": "gloo", "reduced_on": "cpu", "group": "host"}

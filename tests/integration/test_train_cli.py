@@ -143,6 +143,29 @@ def test_nan_losses_in_a_row_stop_the_run(
     assert "trainer.max_bad_updates=3" in err
 
 
+def test_nan_losses_in_a_row_between_log_lines_stop_the_run_at_the_next_read(
+    tmp_path: Path,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(
+        nmtbucket.translation.step, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
+    )
+    overrides = tiny_overrides(
+        tmp_path,
+        **{
+            "trainer.max_bad_updates": 3,
+            "trainer.max_updates": 20,
+            "trainer.log_every": 8,
+            "trainer.validate_every": 0,
+        },
+    )
+    assert run_cli(monkeypatch, overrides) == 1
+    err = capsys.readouterr().err
+    assert "3 updates in a row had a non-finite loss or gradient (seen at update 8)" in err
+
+
 def test_a_nan_validation_score_is_never_the_best(
     tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

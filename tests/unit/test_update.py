@@ -190,10 +190,16 @@ def test_warm_up_leaves_the_tally_as_it_was() -> None:
     )
     update.note_loss(_backward(model))
     update.apply()
+    update.note_loss(torch.tensor(2.0))  # the first micro-batch of a window in progress
+    update.record_micro_batch(update_applied=False)
     saved = update.snapshot()
     with update.forcing_skip():
         update.note_loss(torch.tensor(float("nan")))
         update.apply()
     update.restore(saved)
+    update.note_loss(torch.tensor(4.0))  # the window's last micro-batch
+    update.apply()
     reading = update.tally.read()
-    assert (reading.made, reading.skipped, reading.longest_skipped_run) == (1, 0, 0)
+    assert (reading.made, reading.skipped, reading.longest_skipped_run) == (2, 0, 0)
+    first = reading.loss_sum - 3.0  # the window's mean is (2 + 4) / 2
+    assert first == pytest.approx(float(_backward(_model())))
