@@ -96,7 +96,7 @@ class ParameterUpdate:
         bad_norm = (~torch.isfinite(norm)).float()
         nonfinite = torch.maximum(self.nonfinite_loss, bad_norm)
         skip = torch.maximum(nonfinite, self.force_skip)
-        self.tally.record_update(nonfinite)
+        self.tally.record_update(nonfinite, norm)
         self.grad_norm.copy_(norm)
         self.skipped.copy_(skip)
         # Fused optimizers read ``found_inf`` (the attribute GradScaler sets) and skip the step

@@ -24,7 +24,8 @@ _SKIPPED = 3  # updates skipped: a non-finite loss or gradient
 _LOSS_SUM = 4  # each applied update's mean micro-batch loss, summed
 _IN_ROW = 5  # skipped updates in a row up to the newest update (0: it was applied)
 _LONGEST = 6  # the longest run of skipped updates seen since the last read
-_SLOTS = 7
+_MAX_NORM = 7  # the largest gradient norm (before clipping) since the last read
+_SLOTS = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TallyReading:
     loss_sum: float  # the made updates' mean micro-batch losses, summed
     skipped_in_row: int  # up to the newest update, runs before the previous read included
     longest_skipped_run: int  # the longest run that reached into this interval
+    max_grad_norm: float  # before clipping; NaN or infinite where a gradient was
 
     @property
     def mean_loss(self) -> float:
@@ -59,9 +61,10 @@ class UpdateTally:
         self.values[_WINDOW_LOSS].add_(loss.detach().to(torch.float64))
         self.values[_WINDOW_BATCHES].add_(1.0)
 
-    def record_update(self, nonfinite: torch.Tensor) -> None:
+    def record_update(self, nonfinite: torch.Tensor, grad_norm: torch.Tensor) -> None:
         """Count the update that ends the window: skipped where ``nonfinite`` (0-d, 1.0 when a
-        loss or the gradient was NaN or infinite), else applied with the window's mean loss."""
+        loss or the gradient was NaN or infinite), else applied with the window's mean loss;
+        keep the largest ``grad_norm`` (0-d, before clipping)."""
         v = self.values
         bad = nonfinite.to(torch.float64)
         mean = v[_WINDOW_LOSS] / v[_WINDOW_BATCHES].clamp(min=1.0)
@@ -70,14 +73,18 @@ class UpdateTally:
         v[_LOSS_SUM].add_(torch.where(bad > 0, torch.zeros_like(mean), mean))  # mean may be NaN
         v[_IN_ROW].add_(1.0).mul_(bad)
         torch.maximum(v[_LONGEST], v[_IN_ROW], out=v[_LONGEST])
+        torch.maximum(v[_MAX_NORM], grad_norm.to(torch.float64), out=v[_MAX_NORM])  # NaN wins
         v[_WINDOW_LOSS : _WINDOW_BATCHES + 1].zero_()
 
     def read(self) -> TallyReading:
         """Copy the counts to the host (waiting for the device) and start a new interval."""
-        made, skipped, loss_sum, in_row, longest = self.values[_MADE:].tolist()
+        made, skipped, loss_sum, in_row, longest, max_norm = self.values[_MADE:].tolist()
         self.values[_MADE : _LOSS_SUM + 1].zero_()
         self.values[_LONGEST].copy_(self.values[_IN_ROW])
-        return TallyReading(round(made), round(skipped), loss_sum, round(in_row), round(longest))
+        self.values[_MAX_NORM].zero_()
+        return TallyReading(
+            round(made), round(skipped), loss_sum, round(in_row), round(longest), max_norm
+        )
 
     def continue_run(self, skipped_in_row: int) -> None:
         """After a resume: the run of skipped updates the saved state ended with."""

@@ -39,6 +39,7 @@ class IntervalSums:
 
     loss_sum: float = 0.0  # the mean loss of each update made, summed (from the update tally)
     made_updates: int = 0  # updates made (not skipped), from the update tally
+    max_grad_norm: float = 0.0  # before clipping, from the update tally (NaN: one was)
     tgt_tokens: int = 0
     start: float = field(default_factory=time.monotonic)
 

@@ -384,6 +384,7 @@ class Trainer:
         tally = self.update.tally.read()
         self._interval.loss_sum += tally.loss_sum
         self._interval.made_updates += tally.made
+        self._interval.max_grad_norm = _larger(self._interval.max_grad_norm, tally.max_grad_norm)
         if tally.made:
             self._latest_loss = tally.mean_loss
         self.progress.nonfinite_updates += tally.skipped
@@ -391,12 +392,13 @@ class Trainer:
         if tally.skipped:
             log.warning(
                 "%d of the %d updates up to update %d skipped: non-finite loss or gradient "
-                "(%d in a row at most; %d skipped in all)",
+                "(%d in a row at most; %d skipped in all; largest gradient norm %s)",
                 tally.skipped,
                 tally.made + tally.skipped,
                 self.progress.updates,
                 tally.longest_skipped_run,
                 self.progress.nonfinite_updates,
+                tally.max_grad_norm,
             )
         if tally.longest_skipped_run and tally.longest_skipped_run >= self.config.max_bad_updates:
             raise TrainingDiverged(
@@ -543,6 +545,7 @@ class Trainer:
             train_loss=loss_sum / self.ranks.world_size / made if made else math.nan,
             lr=float(self.scheduler.get_last_lr()[0]),
             tgt_tokens_per_second=interval.tgt_tokens / seconds,
+            max_grad_norm=interval.max_grad_norm,
             padding_percent=self.progress.padding_percent,
             epoch=self.train_iter.epoch,
             nonfinite_updates=self.progress.nonfinite_updates,
@@ -556,3 +559,8 @@ class Trainer:
             "key": key_lengths(batch.bucket_key),
             "loss": round(self._latest_loss, 3),
         }
+
+
+def _larger(a: float, b: float) -> float:
+    """The larger of two gradient norms, NaN if either is (a non-finite gradient is news)."""
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)

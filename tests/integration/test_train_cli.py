@@ -122,6 +122,8 @@ def test_a_nan_loss_skips_its_update_and_is_counted(
     train_rows = [row for row in read_metrics(tmp_path / "run") if row["kind"] == "train"]
     finite = [math.isfinite(float(row["train_loss"])) for row in train_rows]
     assert finite == [True, False, True, True]  # update 2 alone (log_every=1), made no loss
+    norms = [math.isfinite(float(row["max_grad_norm"])) for row in train_rows]
+    assert norms == finite  # the NaN loss made a NaN gradient
     assert [row["nonfinite_updates"] for row in train_rows] == [0, 1, 1, 1]
 
 

@@ -172,11 +172,13 @@ def test_the_tally_counts_updates_losses_and_runs_of_skips_until_read() -> None:
         2, 2, 0, 2,
     )  # fmt: skip
     assert first.loss_sum == pytest.approx(2.0 + 5.0) and first.mean_loss == pytest.approx(3.5)
+    assert 0 < first.max_grad_norm < math.inf
     update.note_loss(torch.tensor(float("nan")))
     update.apply()
     second = update.tally.read()  # a new interval, inside a run of skips
     assert (second.made, second.skipped, second.skipped_in_row) == (0, 1, 1)
     assert second.longest_skipped_run == 1 and math.isnan(second.mean_loss)
+    assert second.max_grad_norm == 0.0  # no gradient since the first read: zeros
     update.tally.continue_run(3)  # as after a resume
     update.note_loss(torch.tensor(float("nan")))
     update.apply()
