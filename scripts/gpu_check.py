@@ -67,14 +67,15 @@ TARGETS = {  # what the check is for (issue 18): name -> (where in the summary, 
 
 @dataclass
 class Stage:
-    """Commands run one after another until one fails; ``result`` then reads what they wrote."""
+    """Commands run one after another until one fails; ``result`` then reads what they wrote
+    (given their output; files left by an earlier check are in ``clear``, removed first)."""
 
     name: str
     commands: list[list[str]]
     timeout: float  # seconds for all of them
     skipped: str = ""  # why the stage does not run (dry run), else empty
-    clear: list[Path] = field(default_factory=list)  # outputs of an earlier check, removed first
-    result: Callable[[], Any] = field(default=lambda: None)
+    clear: list[Path] = field(default_factory=list)
+    result: Callable[[str], Any] = field(default=lambda output: None)
 
 
 def main() -> int:
@@ -141,9 +142,9 @@ def _plan(args: argparse.Namespace, scratch: Path) -> list[Stage]:
             [[*bench, *sizes, "--variants", *variants, *rounds, "--json", str(executors_json)]],
             timeout=180 if dry else 200,
             clear=[executors_json],
-            result=lambda: _bench_summary(executors_json),
+            result=lambda output: _bench_summary(executors_json),
         ),
-        Stage("pytest_gpu", [pytest], timeout=120 if dry else 180),
+        Stage("pytest_gpu", [pytest], timeout=120 if dry else 180, result=_pytest_counts),
     ]
     updates = args.updates or (3 if dry else 20)
     for name, model in _parity_models(dry).items():
@@ -160,7 +161,7 @@ def _plan(args: argparse.Namespace, scratch: Path) -> list[Stage]:
         timeout=300,
         clear=[compile_json],
         skipped="compiling takes minutes on a CPU" if dry else "",
-        result=lambda: _bench_summary(compile_json),
+        result=lambda output: _bench_summary(compile_json),
     ))  # fmt: skip
     return stages
 
@@ -229,7 +230,7 @@ def _parity_stage(
          "--json", str(comparison), "--exit-zero"],
     ]  # fmt: skip
 
-    def result() -> dict[str, Any]:
+    def result(output: str) -> dict[str, Any]:
         report = json.loads(comparison.read_text(encoding="utf-8"))
         report["updates"] = updates
         report["executors"] = ["eager", graph_executor]
@@ -258,6 +259,7 @@ def _run(stage: Stage, log_path: Path, seconds_left: float) -> dict[str, Any]:
         if path.is_dir():
             shutil.rmtree(path)
         path.unlink(missing_ok=True)
+    output_starts = log_path.stat().st_size
     started = time.monotonic()
     status = "ok"
     for command in stage.commands:
@@ -280,16 +282,12 @@ def _run(stage: Stage, log_path: Path, seconds_left: float) -> dict[str, Any]:
             status = f"failed (exit status {done.returncode})"
             break
     record.update(status=status, seconds=round(time.monotonic() - started, 1))
-    if stage.name == "pytest_gpu":
-        record["result"] = _pytest_counts(log_path)
-    elif status != "ok":
+    output = log_path.read_bytes()[output_starts:].decode("utf-8", errors="replace")
+    try:
+        record["result"] = stage.result(output)
+    except (OSError, ValueError, KeyError) as err:  # nothing written: the status says why
         record["result"] = None
-    else:
-        try:
-            record["result"] = stage.result()
-        except (OSError, ValueError, KeyError) as err:  # nothing written: the status says why
-            record["result"] = None
-            record["result_error"] = str(err)
+        record["result_error"] = str(err)
     _say(log_path, f"== {stage.name}: {status} in {record['seconds']} s")
     return record
 
@@ -300,10 +298,9 @@ def _environment_variables() -> dict[str, str]:
     return env
 
 
-def _pytest_counts(log_path: Path) -> dict[str, int]:
-    """pytest's closing counts (``3 passed, 1 failed, 2 skipped``), from the newest line."""
-    lines = log_path.read_text(encoding="utf-8").splitlines()
-    for line in reversed(lines):
+def _pytest_counts(output: str) -> dict[str, int]:
+    """pytest's closing counts (``3 passed, 1 failed, 2 skipped``), from its last such line."""
+    for line in reversed(output.splitlines()):
         counts = dict(
             (word, int(number))
             for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped|tests?)", line)
@@ -375,8 +372,7 @@ def _targets(stages: dict[str, Any]) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     for name, (where, bound, kind) in TARGETS.items():
         stage, *keys = where
-        ran = stages.get(stage) or {}
-        value = ran.get("result") if ran.get("status") == "ok" else None
+        value = (stages.get(stage) or {}).get("result")
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         met = None if value is None else (value >= bound if kind == ">=" else value <= bound)

@@ -70,7 +70,7 @@ class UpdateTally:
         mean = v[_WINDOW_LOSS] / v[_WINDOW_BATCHES].clamp(min=1.0)
         v[_MADE].add_(1.0 - bad)
         v[_SKIPPED].add_(bad)
-        v[_LOSS_SUM].add_(torch.where(bad > 0, torch.zeros_like(mean), mean))  # mean may be NaN
+        v[_LOSS_SUM].add_(torch.where(bad > 0, 0.0, mean))  # a skipped window's mean may be NaN
         v[_IN_ROW].add_(1.0).mul_(bad)
         torch.maximum(v[_LONGEST], v[_IN_ROW], out=v[_LONGEST])
         torch.maximum(v[_MAX_NORM], grad_norm.to(torch.float64), out=v[_MAX_NORM])  # NaN wins

@@ -127,6 +127,7 @@ class Trainer:
         self.progress = TrainProgress()
         self._interval = IntervalSums()
         self._latest_loss = 0.0  # the mean loss of the updates of the latest tally read
+        self._tally_read_at = -1  # progress.updates when the tally was last read
         self._epoch_validation_due = False  # an epoch ended inside an accumulation window
         self._clock = (0.0, 0.0)  # set by fit(): when training started (earlier runs included)
         # and when this run did
@@ -380,7 +381,11 @@ class Trainer:
     def _read_tally(self) -> None:
         """Read the update tally (the loop's one wait for the device between log lines): count
         the skipped updates, note the loss, and stop a run whose skipped updates in a row reached
-        ``trainer.max_bad_updates``."""
+        ``trainer.max_bad_updates``. Once per update: a log line, validation and save at the
+        same update share one read."""
+        if self._tally_read_at == self.progress.updates:
+            return
+        self._tally_read_at = self.progress.updates
         tally = self.update.tally.read()
         self._interval.loss_sum += tally.loss_sum
         self._interval.made_updates += tally.made

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from nmtbucket.training.trainer import Trainer
-from tests.integration.test_lm_train_cli import lm_overrides, write_tiny_text
-from tests.integration.train_cli import read_results, run_cli, tiny_overrides, write_tiny_corpus
+from tests.integration.test_host_reads import tiny_task_overrides
+from tests.integration.train_cli import read_results, run_cli
 
 pytestmark = [
     pytest.mark.gpu,
@@ -67,11 +67,5 @@ def test_no_update_synchronises_the_host_with_the_gpu(
         "trainer.log_every": 3,
         "trainer.validate_every": 0,
     }
-    if task == "translation":
-        write_tiny_corpus(tmp_path / "data")
-        overrides = tiny_overrides(tmp_path, **settings)
-    else:
-        write_tiny_text(tmp_path / "data")
-        overrides = lm_overrides(tmp_path, "ptb_small", "run", **settings)
-    assert run_cli(monkeypatch, overrides) == 0
+    assert run_cli(monkeypatch, tiny_task_overrides(tmp_path, task, **settings)) == 0
     assert read_results(tmp_path / "run")["updates"] == 6

@@ -55,6 +55,17 @@ class _HostReads(TorchDispatchMode):
             self.reads["between", self.trainer.progress.updates] += 1
 
 
+def tiny_task_overrides(tmp_path: Path, task: str, **settings: Any) -> list[str]:
+    """Write the tiny data of ``task`` (``translation`` or ``lm_stream``) under ``tmp_path``;
+    the overrides of a tiny run on it in ``tmp_path/run`` with ``settings``, ending at
+    ``trainer.max_updates`` (no epoch limit)."""
+    if task == "translation":
+        write_tiny_corpus(tmp_path / "data")
+        return tiny_overrides(tmp_path, **settings)
+    write_tiny_text(tmp_path / "data")
+    return lm_overrides(tmp_path, "ptb_small", "run", **{"trainer.max_epochs": 0, **settings})
+
+
 def _reads_host_data() -> bool:
     return any(HOST_DATA in frame.filename for frame in traceback.extract_stack())
 
@@ -109,13 +120,7 @@ def test_training_reads_the_device_only_when_it_reads_the_update_tally(
         "trainer.save_every": 0,
         "trainer.accumulate": 2,
     }
-    if task == "translation":
-        write_tiny_corpus(tmp_path / "data")
-        overrides = tiny_overrides(tmp_path, **quiet)
-    else:
-        write_tiny_text(tmp_path / "data")
-        overrides = lm_overrides(tmp_path, "ptb_small", "run", **quiet, **{"trainer.max_epochs": 0})
-    assert run_cli(monkeypatch, overrides) == 0
+    assert run_cli(monkeypatch, tiny_task_overrides(tmp_path, task, **quiet)) == 0
     assert read_results(tmp_path / "run")["updates"] == UPDATES
     reading = {u for u in range(1, UPDATES + 1) if u % LOG_EVERY == 0 or u % READ_TALLY_EVERY == 0}
     assert {update for phase, update in host_reads.reads if phase == "window"} == set()

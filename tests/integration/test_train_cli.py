@@ -127,45 +127,29 @@ def test_a_nan_loss_skips_its_update_and_is_counted(
     assert [row["nonfinite_updates"] for row in train_rows] == [0, 1, 1, 1]
 
 
-def test_nan_losses_in_a_row_stop_the_run(
+# log_every=1 reads the tally at every update; with 8 the run of NaNs is seen at the next read
+@pytest.mark.parametrize(("log_every", "seen_at"), [(1, 5), (8, 8)])
+def test_nan_losses_in_a_row_stop_the_run_at_the_next_tally_read(
     tmp_path: Path,
     corpus: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    log_every: int,
+    seen_at: int,
 ) -> None:
     monkeypatch.setattr(
         nmtbucket.translation.step, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
     )
-    overrides = tiny_overrides(
-        tmp_path, **{"trainer.max_bad_updates": 3, "trainer.max_updates": 10}
-    )
-    assert run_cli(monkeypatch, overrides) == 1
+    settings = {
+        "trainer.max_bad_updates": 3,
+        "trainer.max_updates": 20,
+        "trainer.log_every": log_every,
+        "trainer.validate_every": 0,
+    }
+    assert run_cli(monkeypatch, tiny_overrides(tmp_path, **settings)) == 1
     err = capsys.readouterr().err
-    assert "3 updates in a row had a non-finite loss or gradient" in err
+    assert f"3 updates in a row had a non-finite loss or gradient (seen at update {seen_at})" in err
     assert "trainer.max_bad_updates=3" in err
-
-
-def test_nan_losses_in_a_row_between_log_lines_stop_the_run_at_the_next_read(
-    tmp_path: Path,
-    corpus: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setattr(
-        nmtbucket.translation.step, "label_smoothed_cross_entropy", _loss_with_nan_at({3, 4, 5})
-    )
-    overrides = tiny_overrides(
-        tmp_path,
-        **{
-            "trainer.max_bad_updates": 3,
-            "trainer.max_updates": 20,
-            "trainer.log_every": 8,
-            "trainer.validate_every": 0,
-        },
-    )
-    assert run_cli(monkeypatch, overrides) == 1
-    err = capsys.readouterr().err
-    assert "3 updates in a row had a non-finite loss or gradient (seen at update 8)" in err
 
 
 def test_a_nan_validation_score_is_never_the_best(
